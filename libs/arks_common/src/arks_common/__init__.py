@@ -1,0 +1,1 @@
+"""Arks shared contracts."""

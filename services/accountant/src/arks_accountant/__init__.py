@@ -1,0 +1,1 @@
+"""arks_accountant."""

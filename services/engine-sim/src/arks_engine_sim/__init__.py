@@ -1,0 +1,1 @@
+"""arks_engine_sim."""

@@ -1,0 +1,1 @@
+"""arks_model_cache."""

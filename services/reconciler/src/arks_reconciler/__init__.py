@@ -1,0 +1,1 @@
+"""arks_reconciler."""

@@ -1,0 +1,106 @@
+"""The Redis/Valkey key layout and arithmetic that router and accountant share.
+
+The router *reserves* quota at admission; the accountant *applies* actual usage and
+releases the reservation exactly once per request id. Both must agree on key names,
+on which reset period a request belongs to, and on how money is counted, so those
+rules live here and nowhere else.
+
+Keys of one quota share a Redis Cluster hash tag `{<ns>/<quota>}` so that one Lua
+script can touch them atomically. Counters per quota and period:
+
+    arks:quota:{ns/q}:<period>:used:<kind>       applied usage (accountant)
+    arks:quota:{ns/q}:<period>:reserved:<kind>   in-flight reservations (router +, accountant -)
+    arks:quota:{ns/q}:resv:<request-id>          hash: what one request reserved (router)
+    arks:quota:{ns/q}:resv-index                 zset: request ids by reservation expiry
+    arks:done:{ns/q}:<request-id>                marker: usage of this request applied
+
+`<kind>` is prompt | response | total | cost (cost in nano units of the currency).
+Money is computed with exact `Decimal` arithmetic and charged in integer nano units
+(1e-9 of the currency): counters are exact sums of what the billing records state.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
+from typing import Final
+
+NANOS_PER_UNIT: Final = 1_000_000_000
+TOKENS_PER_PRICE_UNIT: Final = Decimal(1_000_000)
+"""Prices are per million tokens."""
+
+LIFETIME: Final = "lifetime"
+
+
+class QuotaKind(StrEnum):
+    PROMPT = "prompt"
+    RESPONSE = "response"
+    TOTAL = "total"
+    COST = "cost"
+
+
+class ResetPeriod(StrEnum):
+    LIFETIME = "lifetime"
+    DAILY = "daily"
+    MONTHLY = "monthly"
+
+
+def period_id(reset_period: str, at: datetime | None = None) -> str:
+    """The period a moment belongs to: `lifetime`, `d2026-11-28` or `m2026-11` (UTC)."""
+    when = (at or datetime.now(UTC)).astimezone(UTC)
+    period = ResetPeriod(reset_period)
+    if period is ResetPeriod.DAILY:
+        return f"d{when:%Y-%m-%d}"
+    if period is ResetPeriod.MONTHLY:
+        return f"m{when:%Y-%m}"
+    return LIFETIME
+
+
+def period_start(reset_period: str, at: datetime | None = None) -> datetime | None:
+    """Start of the period containing `at`; None for lifetime quotas."""
+    when = (at or datetime.now(UTC)).astimezone(UTC)
+    period = ResetPeriod(reset_period)
+    if period is ResetPeriod.DAILY:
+        return when.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period is ResetPeriod.MONTHLY:
+        return when.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return None
+
+
+def quota_tag(namespace: str, quota: str) -> str:
+    return f"{{{namespace}/{quota}}}"
+
+
+def used_key(namespace: str, quota: str, period: str, kind: str) -> str:
+    return f"arks:quota:{quota_tag(namespace, quota)}:{period}:used:{QuotaKind(kind)}"
+
+
+def reserved_key(namespace: str, quota: str, period: str, kind: str) -> str:
+    return f"arks:quota:{quota_tag(namespace, quota)}:{period}:reserved:{QuotaKind(kind)}"
+
+
+def reservation_key(namespace: str, quota: str, request_id: str) -> str:
+    return f"arks:quota:{quota_tag(namespace, quota)}:resv:{request_id}"
+
+
+def reservation_index_key(namespace: str, quota: str) -> str:
+    return f"arks:quota:{quota_tag(namespace, quota)}:resv-index"
+
+
+def applied_key(namespace: str, quota: str, request_id: str) -> str:
+    return f"arks:done:{quota_tag(namespace, quota)}:{request_id}"
+
+
+def to_nanos(amount: Decimal) -> int:
+    """Charge an exact amount in whole nano units (banker's rounding, stated on records)."""
+    return int((amount * NANOS_PER_UNIT).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def from_nanos(nanos: int) -> Decimal:
+    return Decimal(nanos) / NANOS_PER_UNIT
+
+
+def token_cost(tokens: int, price_per_million: Decimal) -> Decimal:
+    """Exact cost of `tokens` at a price per million tokens."""
+    return Decimal(tokens) * price_per_million / TOKENS_PER_PRICE_UNIT

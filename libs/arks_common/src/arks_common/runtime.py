@@ -1,0 +1,233 @@
+"""How every Arks service starts, runs and stops.
+
+    def main() -> None:
+        run_service("arks-accountant", AccountantSettings(), lifespan)
+
+`lifespan(service)` is an async context manager: it opens the clients the service
+needs, spawns its long-running tasks with `service.spawn()`, and yields either the
+ASGI app to serve (the router's API) or None (then a small app with `/livez`,
+`/readyz` and `/metrics` is served on `settings.health`). Leaving the context closes
+the clients.
+
+Shutdown is structured: SIGTERM or SIGINT sets `service.stop`; `/readyz` turns 503 at
+once (draining); the HTTP server stops accepting and finishes in-flight requests; the
+tasks, which all watch `service.stop`, get `settings.shutdown.drain_timeout` seconds
+to finish on their own, then whatever is left is cancelled. A task that crashes stops
+the whole service (TaskGroup semantics) so a supervisor restarts it, rather than
+leaving a half-working process that still answers `/livez`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from arks_common import telemetry
+from arks_common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+class Health:
+    """Readiness is the conjunction of named checks, and false while draining."""
+
+    def __init__(self) -> None:
+        self._checks: dict[str, bool] = {}
+        self.draining = False
+
+    def require(self, *names: str) -> None:
+        """Declare checks that must pass before the service is ready."""
+        for name in names:
+            self._checks.setdefault(name, False)
+
+    def set(self, name: str, ok: bool) -> None:
+        self._checks[name] = ok
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining and all(self._checks.values())
+
+    def report(self) -> dict[str, Any]:
+        return {"ready": self.ready, "draining": self.draining, "checks": dict(self._checks)}
+
+
+@dataclass(frozen=True)
+class HttpApp:
+    """The ASGI app a service serves, and where."""
+
+    app: ASGIApp
+    host: str
+    port: int
+
+
+@dataclass
+class Service:
+    name: str
+    settings: ServiceSettings
+    stop: asyncio.Event
+    health: Health
+    registry: CollectorRegistry
+    _tg: asyncio.TaskGroup
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    http_port: int | None = None
+    """The bound HTTP port, known once the server listens (useful with port 0)."""
+
+    def spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a long-lived task under the service's TaskGroup; it must watch `stop`."""
+        task = self._tg.create_task(coro, name=f"{self.name}:{name}")
+        self._tasks.append(task)
+        return task
+
+
+Lifespan = Callable[[Service], AbstractAsyncContextManager[HttpApp | None]]
+
+
+def health_routes(service: Service) -> list[Route]:
+    """`/livez`, `/readyz` and `/metrics`, for apps that serve their own routes too."""
+
+    async def livez(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        report = service.health.report()
+        return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    async def metrics(_: Request) -> Response:
+        return Response(
+            telemetry.render_metrics(service.registry),
+            media_type=telemetry.METRICS_CONTENT_TYPE,
+        )
+
+    return [
+        Route("/livez", livez, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service owns signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(name: str, settings: ServiceSettings, lifespan: Lifespan) -> None:
+    """Run a service until SIGTERM/SIGINT (or `stop` is set), then drain and return."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await run_until_stopped(name, settings, lifespan, stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+async def run_until_stopped(
+    name: str,
+    settings: ServiceSettings,
+    lifespan: Lifespan,
+    stop: asyncio.Event,
+    *,
+    on_started: Callable[[Service], None] | None = None,
+) -> None:
+    """The body of `serve()`, with the stop event supplied (tests set it themselves)."""
+    health = Health()
+    registry = telemetry.new_registry()
+    async with asyncio.TaskGroup() as tg:
+        service = Service(name, settings, stop, health, registry, tg)
+        async with lifespan(service) as http:
+            if http is None:
+                http = HttpApp(
+                    Starlette(routes=health_routes(service)),
+                    settings.health.host,
+                    settings.health.port,
+                )
+            server = _Server(
+                uvicorn.Config(
+                    http.app,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="off",
+                    timeout_graceful_shutdown=int(settings.shutdown.drain_timeout),
+                    timeout_keep_alive=30,
+                )
+            )
+            sock = _bind(http.host, http.port)
+            service.http_port = sock.getsockname()[1]
+            server_task = tg.create_task(server.serve(sockets=[sock]), name=f"{name}:http")
+            log.info("%s listening on %s:%s", name, http.host, service.http_port)
+            if on_started is not None:
+                on_started(service)
+            await stop.wait()
+            log.info("%s draining", name)
+            health.draining = True
+            server.should_exit = True
+            await _drain(service, settings.shutdown.drain_timeout)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(server_task), settings.shutdown.drain_timeout)
+            if not server_task.done():
+                server.force_exit = True
+                server_task.cancel()
+        sock.close()
+    log.info("%s stopped", name)
+
+
+async def _drain(service: Service, deadline: float) -> None:
+    pending = [t for t in service._tasks if not t.done()]
+    if not pending:
+        return
+    _, still = await asyncio.wait(pending, timeout=deadline)
+    for task in still:
+        log.warning("cancelling %s after the drain deadline", task.get_name())
+        task.cancel()
+    if still:
+        await asyncio.wait(still)
+
+
+def run_service(name: str, settings: ServiceSettings, lifespan: Lifespan) -> None:
+    """Configure logging and tracing, then run the service on uvloop when available."""
+    telemetry.configure_logging(name, settings.telemetry)
+    telemetry.configure_tracing(name, settings.telemetry)
+    try:
+        import uvloop
+
+        runner: Callable[[Coroutine[Any, Any, None]], None] = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    runner(serve(name, settings, lifespan))
+
+
+@contextlib.asynccontextmanager
+async def no_resources(_: Service) -> AsyncIterator[None]:
+    """A lifespan for services with nothing of their own to open yet."""
+    yield None

@@ -1,0 +1,65 @@
+"""Typed settings shared by every service.
+
+Each service defines one `ServiceSettings` subclass, builds it once at start-up and
+passes it down; nothing reads the environment anywhere else. Environment variables
+use the `ARKS_` prefix and `__` between nested groups, e.g. `ARKS_NATS__URL`,
+`ARKS_REDIS__URL`, `ARKS_HEALTH__PORT`, `ARKS_TELEMETRY__LOG_LEVEL`.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class NatsSettings(BaseModel):
+    url: str = Field("nats://127.0.0.1:4222", description="Comma-separated NATS server URLs.")
+    connect_timeout: float = Field(2.0, gt=0, description="Seconds per connection attempt.")
+    connect_deadline: float = Field(
+        60.0, gt=0, description="Give up starting if NATS cannot be reached for this long."
+    )
+    request_timeout: float = Field(5.0, gt=0, description="Seconds for JetStream API calls.")
+
+    @property
+    def servers(self) -> list[str]:
+        return [s.strip() for s in self.url.split(",") if s.strip()]
+
+
+class RedisSettings(BaseModel):
+    url: str = Field("redis://127.0.0.1:6379/0", description="Redis/Valkey URL.")
+    socket_timeout: float = Field(2.0, gt=0)
+
+
+class TelemetrySettings(BaseModel):
+    log_level: str = "INFO"
+    log_json: bool = Field(True, description="JSON lines on stderr (false: human-readable).")
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces endpoint; spans are only exported when set."
+    )
+
+
+class HealthSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535, description="0 picks a free port (logged).")
+
+
+class ShutdownSettings(BaseModel):
+    drain_timeout: float = Field(
+        10.0, gt=0, description="Seconds to finish in-flight work after SIGTERM before cancelling."
+    )
+
+
+class ServiceSettings(BaseSettings):
+    """Base of every service's settings object."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ARKS_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    nats: NatsSettings = NatsSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    health: HealthSettings = HealthSettings()
+    shutdown: ShutdownSettings = ShutdownSettings()

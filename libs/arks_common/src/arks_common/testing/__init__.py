@@ -1,0 +1,23 @@
+"""Test support shared by every member: real brokers and message builders.
+
+Fixtures (enabled for the whole repository by the root `conftest.py`, through
+`pytest_plugins = ["arks_common.testing.plugin"]`):
+
+- `nats_server`: a real nats-server with JetStream on a free port and a temporary
+  store, per test; `.url`, `.stop()`, `.kill()`, `.start()`, `.restart()` (same port,
+  same data) for broker-restart tests.
+- `valkey_server`: a real Valkey on a free port with an fsync-always AOF, per test;
+  same controls.
+- `bus`: an `arks_common.messaging.Bus` connected to `nats_server`, with every stream
+  and bucket created; closed after the test.
+- `redis`: a `redis.asyncio.Redis` client on `valkey_server`.
+- an autouse check that fails a test which leaves asyncio tasks running.
+
+`ARKS_TEST_NATS_URL` / `ARKS_TEST_REDIS_URL` point the fixtures at servers you run
+yourself instead (then restart tests cannot control them and fail with a message).
+Such servers must be dedicated to tests: every test starts by deleting the Arks
+streams and buckets (NATS) and flushing the database (Redis), which is how tests stay
+isolated from each other there.
+
+Builders (`arks_common.testing.builders`) make valid messages with overridable fields.
+"""

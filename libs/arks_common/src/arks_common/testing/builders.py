@@ -1,0 +1,97 @@
+"""Builders for messages, with defaults that are valid and overridable per field."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from arks_common import events
+
+_counter = itertools.count(1)
+
+
+def request_id() -> str:
+    return f"req-{uuid.uuid4().hex}"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def make_usage_event(**overrides: Any) -> events.UsageRecorded:
+    values: dict[str, Any] = {
+        "id": request_id(),
+        "namespace": "default",
+        "token_name": "example-token",
+        "endpoint": "qwen-7b",
+        "backend": "app-qwen",
+        "model": "qwen-7b",
+        "quota": "basic-quota",
+        "quota_period": "lifetime",
+        "prompt_tokens": 10,
+        "completion_tokens": 20,
+        "cached_tokens": 0,
+        "reserved_tokens": 40,
+        "duration_ms": 12.5,
+    }
+    values.update(overrides)
+    return events.UsageRecorded(**values)
+
+
+def make_route_table(**overrides: Any) -> events.RouteTable:
+    values: dict[str, Any] = {
+        "namespace": "default",
+        "endpoint": "qwen-7b",
+        "backends": [
+            events.RouteBackend(name="app-qwen", url="http://127.0.0.1:9", application="app-qwen")
+        ],
+    }
+    values.update(overrides)
+    return events.RouteTable(**values)
+
+
+def make_token_grant(**overrides: Any) -> events.TokenGrant:
+    values: dict[str, Any] = {
+        "namespace": "default",
+        "token_name": "example-token",
+        "grants": [
+            events.EndpointGrant(
+                endpoint="qwen-7b",
+                rate_limits=[
+                    events.RateLimitValue(type="rpm", value=5),
+                    events.RateLimitValue(type="tpm", value=40000),
+                    events.RateLimitValue(type="rpd", value=100),
+                    events.RateLimitValue(type="tpd", value=1000000),
+                ],
+                quota="basic-quota",
+            )
+        ],
+    }
+    values.update(overrides)
+    return events.TokenGrant(**values)
+
+
+def make_quota_spec(**overrides: Any) -> events.QuotaSpec:
+    values: dict[str, Any] = {
+        "namespace": "default",
+        "name": "basic-quota",
+        "limits": [
+            events.QuotaLimit(type="prompt", value=100000),
+            events.QuotaLimit(type="response", value=500000),
+            events.QuotaLimit(type="total", value=600000),
+        ],
+        "prices": [
+            events.EndpointPrice(
+                endpoint="qwen-7b",
+                prompt=Decimal("0.50"),
+                cached_prompt=Decimal("0.25"),
+                completion=Decimal("1.50"),
+            )
+        ],
+        "price_version": f"test-{next(_counter)}",
+    }
+    values.update(overrides)
+    return events.QuotaSpec(**values)

@@ -8,15 +8,36 @@ rules live here and nowhere else.
 Keys of one quota share a Redis Cluster hash tag `{<ns>/<quota>}` so that one Lua
 script can touch them atomically. Counters per quota and period:
 
-    arks:quota:{ns/q}:<period>:used:<kind>       applied usage (accountant)
+    arks:quota:{ns/q}:<period>:used:<kind>       applied usage (accountant only)
     arks:quota:{ns/q}:<period>:reserved:<kind>   in-flight reservations (router +, accountant -)
     arks:quota:{ns/q}:resv:<request-id>          hash: what one request reserved (router)
-    arks:quota:{ns/q}:resv-index                 zset: request ids by reservation expiry
+    arks:quota:{ns/q}:resv-index                 zset: request ids scored by reservation expiry
     arks:done:{ns/q}:<request-id>                marker: usage of this request applied
 
 `<kind>` is prompt | response | total | cost (cost in nano units of the currency).
 Money is computed with exact `Decimal` arithmetic and charged in integer nano units
 (1e-9 of the currency): counters are exact sums of what the billing records state.
+
+The protocol, step by step:
+
+1. Admission (router, one Lua script together with the rate limits): with
+   `period = period_id(spec.reset_period, now)` and estimates prompt = prompt estimate,
+   response = max_tokens (capped), total = their sum, cost = `to_nanos` of the
+   estimated price, the request is admitted only if for every limited kind
+   `used + reserved + estimate <= limit` (money: against `budget_nanos`). Then
+   `reserved[kind] += estimate`, the hash `resv:<id>` gets fields `period`, `prompt`,
+   `response`, `total`, `cost`, `expires` (unix seconds), and `resv-index` gets
+   `<id>` scored by `expires`. Nothing is written when any limit would be exceeded.
+2. The router publishes UsageRecorded (id = request id, `quota`, `quota_period` =
+   the period above) when the request ends, however it ends.
+3. Settlement (accountant, one Lua script per event): if `done:<id>` exists the
+   event is a duplicate and nothing changes. Otherwise, if `resv:<id>` exists,
+   `reserved[kind] -= resv[kind]` in the reservation's period and the hash and index
+   entry are deleted; then `used[kind] += actual` in `quota_period` (cost: the priced
+   amount in nanos); then `done:<id>` is set with `APPLIED_TTL_SECONDS`.
+4. Expiry (accountant): reservations whose `expires` has passed (the router died
+   before it could publish) are released the same way, without usage; a usage event
+   that arrives later still applies its usage (step 3 finds no reservation).
 """
 
 from __future__ import annotations
@@ -31,6 +52,11 @@ TOKENS_PER_PRICE_UNIT: Final = Decimal(1_000_000)
 """Prices are per million tokens."""
 
 LIFETIME: Final = "lifetime"
+
+APPLIED_TTL_SECONDS: Final = 14 * 24 * 3600
+"""How long an applied-usage marker lives: far beyond the stream's redelivery window."""
+RESERVATION_GRACE_SECONDS: Final = 3600
+"""Added to a request's own timeout before its reservation may be swept."""
 
 
 class QuotaKind(StrEnum):

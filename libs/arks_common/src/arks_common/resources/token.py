@@ -1,0 +1,116 @@
+"""ArksToken: a bearer token granting, per endpoint, rate limits and a quota.
+
+The token string is a `SecretStr`: it never shows in reprs or logs, but dumps (the storage
+format) carry it, as the upstream CR does. `hash_token` is the one digest every component
+uses to key tokens (KV, caches), so that only hashes travel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, WithJsonSchema, field_serializer, field_validator
+
+from arks_common.resources.meta import (
+    ArksBaseModel,
+    ArksResource,
+    Int64,
+    LocalObjectReference,
+    ResourceStatus,
+)
+
+RateLimitType = Literal["rpm", "rpd", "tpm", "tpd"]
+
+#: Window of each rate-limit type, in seconds.
+RATE_LIMIT_WINDOWS: dict[str, int] = {"rpm": 60, "rpd": 86400, "tpm": 60, "tpd": 86400}
+
+TokenString = Annotated[SecretStr, WithJsonSchema({"type": "string", "minLength": 1})]
+
+
+def hash_token(token: str) -> str:
+    """Hex sha256 of a token string: the key under which tokens are published and cached."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class RateLimit(ArksBaseModel):
+    """A limit on requests (rpm, rpd) or tokens (tpm, tpd) per minute or day."""
+
+    type: RateLimitType = Field(description="rpm, rpd (requests) or tpm, tpd (tokens).")
+    value: Int64 = Field(ge=0, description="Limit per window (>= 0).")
+
+
+class Qos(ArksBaseModel):
+    """What a token may do with one endpoint."""
+
+    arks_endpoint: LocalObjectReference = Field(
+        description="The ArksEndpoint (public model name) this entry grants."
+    )
+    rate_limits: list[RateLimit] = Field(
+        default_factory=list,
+        description="Rate limits; each type at most once.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    quota: LocalObjectReference | None = Field(
+        None, description="ArksQuota (same namespace) charged for this endpoint's usage."
+    )
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _one_limit_per_type(cls, limits: list[RateLimit]) -> list[RateLimit]:
+        seen: set[str] = set()
+        for limit in limits:
+            if limit.type in seen:
+                # Upstream double-counts duplicates (they share one counter); refuse them.
+                raise ValueError(f"type {limit.type!r} is listed twice; keep one limit per type")
+            seen.add(limit.type)
+        return limits
+
+    def limit(self, type_: RateLimitType) -> int | None:
+        """The limit of the given type, or None when unlimited."""
+        return next((r.value for r in self.rate_limits if r.type == type_), None)
+
+
+class ArksTokenSpec(ArksBaseModel):
+    """Desired state of an ArksToken."""
+
+    token: TokenString = Field(
+        description="The bearer token clients send (stored in the object, as upstream)."
+    )
+    qos: list[Qos] = Field(description="Grants, one per endpoint.")
+
+    @field_serializer("token", when_used="always")
+    def _reveal(self, token: SecretStr) -> str:
+        return token.get_secret_value()
+
+    def grants(self) -> dict[str, Qos]:
+        """Grants by endpoint name; the first entry wins for a repeated endpoint (upstream)."""
+        result: dict[str, Qos] = {}
+        for entry in self.qos:
+            result.setdefault(entry.arks_endpoint.name, entry)
+        return result
+
+    def grant_for(self, endpoint: str) -> Qos | None:
+        """The grant for an endpoint (public model name), or None: no access."""
+        return self.grants().get(endpoint)
+
+    def token_hash(self) -> str:
+        """`hash_token` of this token."""
+        return hash_token(self.token.get_secret_value())
+
+
+class ArksTokenStatus(ResourceStatus):
+    """Observed state of an ArksToken (upstream has none; ours has conditions)."""
+
+
+class ArksToken(ArksResource[ArksTokenSpec, ArksTokenStatus]):
+    """ArksToken is a bearer token with per-endpoint rate limits and quotas."""
+
+    kind: Literal["ArksToken"] = Field("ArksToken", description="Always ArksToken.")
+
+    def grant_for(self, endpoint: str) -> Qos | None:
+        """`spec.grant_for(endpoint)`."""
+        return self.spec.grant_for(endpoint)

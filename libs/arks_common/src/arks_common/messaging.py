@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import nats
@@ -134,6 +134,8 @@ class KvSnapshot:
     """The whole bucket (matching the watched keys) at one moment: replace your state."""
 
     entries: dict[str, bytes]
+    revisions: dict[str, int] = field(default_factory=dict, compare=False)
+    """KV revision of each entry (what the store uses as resourceVersion)."""
 
 
 @dataclass(frozen=True)
@@ -444,7 +446,7 @@ class Bus:
     # ------------------------------------------------------------------ KV watch
     async def watch(
         self, bucket: str, *, keys: str = ">", stop: asyncio.Event | None = None
-    ) -> AsyncIterator[KvUpdate]:
+    ) -> AsyncGenerator[KvUpdate, None]:
         """Snapshot, then changes; a fresh snapshot after every reconnect or watch failure."""
         stop = stop or asyncio.Event()
         while not stop.is_set():
@@ -467,6 +469,7 @@ class Bus:
         self, watcher: Any, stop: asyncio.Event, generation: int
     ) -> AsyncIterator[KvUpdate]:
         snapshot: dict[str, bytes] = {}
+        revisions: dict[str, int] = {}
         initial = True
         while not stop.is_set():
             if self._state.generation != generation:
@@ -478,14 +481,16 @@ class Bus:
             if entry is None:
                 if initial:
                     initial = False
-                    yield KvSnapshot(dict(snapshot))
+                    yield KvSnapshot(dict(snapshot), dict(revisions))
                 continue
             deleted = entry.operation in ("DEL", "PURGE")
             if initial:
                 if deleted:
                     snapshot.pop(entry.key, None)
+                    revisions.pop(entry.key, None)
                 else:
                     snapshot[entry.key] = entry.value or b""
+                    revisions[entry.key] = entry.revision
             else:
                 yield KvChange(entry.key, None if deleted else (entry.value or b""), entry.revision)
 

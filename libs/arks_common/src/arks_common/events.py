@@ -44,6 +44,7 @@ class Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     TYPE: ClassVar[str]
+    """Stable type name on the wire (the class name of the first version)."""
     VERSION: ClassVar[int] = 1
 
     def to_bytes(self) -> bytes:
@@ -89,7 +90,7 @@ class UsageRecorded(Event):
     streamed (`"estimated"`, e.g. a broken stream).
     """
 
-    TYPE: ClassVar[str] = "arks.usage.recorded"
+    TYPE: ClassVar[str] = "UsageRecorded"
 
     namespace: str
     token_name: str = Field(description="ArksToken name (never the secret).")
@@ -122,7 +123,7 @@ class UsageRecorded(Event):
 class BillingRecord(Event):
     """A priced usage record for billing systems; `id` is `bill-<request id>`."""
 
-    TYPE: ClassVar[str] = "arks.billing.record"
+    TYPE: ClassVar[str] = "BillingRecord"
 
     request_id: str
     namespace: str
@@ -151,7 +152,7 @@ class BillingRecord(Event):
 class QuotaStateChanged(Event):
     """A quota crossed into or out of exhaustion (or its period reset / limit changed)."""
 
-    TYPE: ClassVar[str] = "arks.quota.state"
+    TYPE: ClassVar[str] = "QuotaStateChanged"
 
     namespace: str
     quota: str
@@ -178,7 +179,7 @@ class ConditionSnapshot(BaseModel):
 class ResourceStatusChanged(Event):
     """The reconciler changed a resource's status; the history `arks describe` shows."""
 
-    TYPE: ClassVar[str] = "arks.resource.status"
+    TYPE: ClassVar[str] = "ResourceStatusChanged"
 
     kind: str
     namespace: str
@@ -195,7 +196,7 @@ class ResourceStatusChanged(Event):
 class ModelCacheJob(Event):
     """A request to make a model available in the cache (`id` = job id)."""
 
-    TYPE: ClassVar[str] = "arks.models.job"
+    TYPE: ClassVar[str] = "ModelCacheJob"
 
     namespace: str
     model_name: str = Field(description="The ArksModel name.")
@@ -211,7 +212,7 @@ class ModelCacheJob(Event):
 
 
 class ModelCacheProgress(Event):
-    TYPE: ClassVar[str] = "arks.models.progress"
+    TYPE: ClassVar[str] = "ModelCacheProgress"
 
     job_id: str
     namespace: str
@@ -236,7 +237,7 @@ class ModelCacheErrorKind(StrEnum):
 
 
 class ModelCacheResult(Event):
-    TYPE: ClassVar[str] = "arks.models.result"
+    TYPE: ClassVar[str] = "ModelCacheResult"
 
     job_id: str
     namespace: str
@@ -269,7 +270,7 @@ class ReplicaLoad(BaseModel):
 class EngineLoadSnapshot(Event):
     """Load of an application's replicas, scraped from the engines about once a second."""
 
-    TYPE: ClassVar[str] = "arks.load.snapshot"
+    TYPE: ClassVar[str] = "EngineLoadSnapshot"
 
     namespace: str
     application: str
@@ -300,7 +301,7 @@ class RouteBackend(BaseModel):
 class RouteTable(Message):
     """KV `arks-routes`, key `<ns>.<endpoint>`: where an endpoint's traffic may go."""
 
-    TYPE: ClassVar[str] = "arks.kv.route"
+    TYPE: ClassVar[str] = "RouteTable"
 
     namespace: str
     endpoint: str
@@ -329,7 +330,7 @@ class EndpointGrant(BaseModel):
 class TokenGrant(Message):
     """KV `arks-tokens`, key = sha256 hex of the bearer token: what the token may do."""
 
-    TYPE: ClassVar[str] = "arks.kv.token"
+    TYPE: ClassVar[str] = "TokenGrant"
 
     namespace: str
     token_name: str
@@ -360,7 +361,7 @@ class EndpointPrice(BaseModel):
 class QuotaSpec(Message):
     """KV `arks-quotas`, key `<ns>.<quota>`: limits, money budget and prices of a quota."""
 
-    TYPE: ClassVar[str] = "arks.kv.quota"
+    TYPE: ClassVar[str] = "QuotaSpec"
 
     namespace: str
     name: str

@@ -217,7 +217,8 @@ def openapi_schema(kind: ResourceType | str) -> dict[str, Any]:
     properties["kind"] = {"type": "string", "description": _KIND_DESCRIPTION}
     properties["metadata"] = {"type": "object"}
     schema["required"] = ["spec"]
-    return schema
+    # Values such as defaults and CEL rule lists come from module constants: hand out copies.
+    return copy.deepcopy(schema)
 
 
 def crd_for(kind: ResourceType | str) -> dict[str, Any]:

@@ -23,6 +23,9 @@ from arks_common.resources.registry import KIND_INFO, AnyResource, UnknownKindEr
 
 # A validator message that starts with a relative field path ("port: ...", "[1].type: ...")
 # is attached to the location pydantic reports, so the full path names the field.
+_SCALARS = (str, int, float, bool)
+# Never echo these values into an error: they are secrets.
+_SECRET_FIELDS = ("token",)
 _RELATIVE_PATH = re.compile(r"^((?:\[\d+\]|[A-Za-z_]\w*)(?:\.[A-Za-z_]\w*|\[\d+\])*): ")
 
 
@@ -75,10 +78,10 @@ def _problem(error: ErrorDetails, **where: Any) -> FieldProblem:
             sub = match.group(1)
             path = f"{path}{sub}" if sub.startswith("[") or not path else f"{path}.{sub}"
             message = message[match.end() :]
-    elif error["type"] in {"literal_error", "enum"}:
-        message = f"{message} (got {error['input']!r})"
     elif error["type"] == "missing":
         message = "required"
+    elif isinstance(error.get("input"), _SCALARS) and not path.endswith(_SECRET_FIELDS):
+        message = f"{message} (got {error['input']!r})"
     return FieldProblem(path=path, message=message, **where)
 
 

@@ -82,6 +82,13 @@ class ArksTokenSpec(ArksBaseModel):
     )
     qos: list[Qos] = Field(description="Grants, one per endpoint.")
 
+    @field_validator("token")
+    @classmethod
+    def _not_empty(cls, token: SecretStr) -> SecretStr:
+        if not token.get_secret_value():
+            raise ValueError("must not be empty")
+        return token
+
     @field_serializer("token", when_used="always")
     def _reveal(self, token: SecretStr) -> str:
         return token.get_secret_value()

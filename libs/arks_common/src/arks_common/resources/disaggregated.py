@@ -3,7 +3,7 @@
 Upstream defaults (runtime sglang, router replicas 1 / port 8080 / metricPort 9090,
 prefill/decode replicas 1 and size 1) are model defaults here. The router port's JSON key
 is literally `int32` upstream (a struct-tag bug); we dump that key for compatibility and
-also accept `port` (which wins if both are given and agree; differing values are refused).
+also accept `port` (both may be given only with the same value).
 """
 
 from __future__ import annotations

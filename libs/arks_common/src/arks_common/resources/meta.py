@@ -111,14 +111,6 @@ KubeObjectList = list[KubeObject]
 StringMap = dict[str, str]
 
 
-def preserve_unknown_schema(description: str | None = None) -> dict[str, Any]:
-    """The CRD schema of a pass-through object (copied, safe to mutate)."""
-    schema = dict(_PRESERVE)
-    if description:
-        schema["description"] = description
-    return schema
-
-
 class ArksBaseModel(BaseModel):
     """Base of every resource model: camelCase JSON, snake_case Python, unknown keys ignored.
 

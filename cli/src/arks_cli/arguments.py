@@ -1,0 +1,182 @@
+"""The `arks` command line: every subcommand, flag and its help text (argparse).
+
+Parsing only: each subcommand sets `handler` to the coroutine/func name that
+`commanding` runs. Flags follow kubectl where kubectl has one (`-f`, `-n`, `-A`,
+`-o`, `--ignore-not-found`).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from arks_cli.getting import OUTPUTS
+
+DESCRIPTION = """\
+Arks on one machine: `arks up` runs NATS, Valkey and every service (what `make run`
+does); the other commands manage arks.ai/v1 resources in that stack.
+"""
+
+EPILOG = """\
+examples:
+  arks up                                  start the stack, apply the quickstart
+  arks get arkapp,aep,am -o wide           applications, endpoints, models
+  arks apply -f examples/quickstart/local.yaml
+  arks describe arksapplication app-qwen   conditions and recent events
+  arks token create alice --endpoint qwen-7b --rpm 60 --quota basic-quota
+  arks usage --by token
+"""
+
+
+def _connection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nats-url",
+        help="NATS of the stack (default: $ARKS_NATS__URL, then .arks/state.json, "
+        "then nats://127.0.0.1:4222)",
+    )
+
+
+def _namespace_flags(parser: argparse.ArgumentParser, *, all_namespaces: bool) -> None:
+    parser.add_argument("-n", "--namespace", help="namespace (default: default)")
+    if all_namespaces:
+        parser.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="arks",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    up = commands.add_parser(
+        "up",
+        help="start NATS, Valkey and every service; apply the quickstart (Ctrl-C stops all)",
+        description="Start the local stack in the foreground; Ctrl-C or SIGTERM stops it all.",
+    )
+    up.add_argument("--dir", default=".arks", help="data, logs and state (default: .arks)")
+    up.add_argument(
+        "--router-port",
+        type=int,
+        help="router port (default: 8080, or a free port when 8080 is taken)",
+    )
+    up.add_argument("--nats-port", type=int, help="NATS port (default: 4222 when free)")
+    up.add_argument("--valkey-port", type=int, help="Valkey port (default: 6379 when free)")
+    up.add_argument(
+        "--no-quickstart",
+        action="store_true",
+        help="do not apply examples/quickstart/local.yaml",
+    )
+    up.add_argument(
+        "--quickstart-file",
+        help="manifest applied at start (default: examples/quickstart/local.yaml)",
+    )
+    up.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for services and the quickstart (default: 120)",
+    )
+    up.add_argument(
+        "--detach",
+        "-d",
+        action="store_true",
+        help="run in the background; returns once ready (stop with `arks down`)",
+    )
+    up.set_defaults(handler="up")
+
+    down = commands.add_parser("down", help="stop a stack started in the background")
+    down.add_argument("--dir", help="the stack's directory (default: the nearest .arks)")
+    down.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds before killing (default: 60)"
+    )
+    down.set_defaults(handler="down")
+
+    apply = commands.add_parser("apply", help="create or update objects from files or stdin")
+    apply.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="YAML/JSON file, directory, or - for stdin (repeatable)",
+    )
+    _namespace_flags(apply, all_namespaces=False)
+    _connection_flags(apply)
+    apply.set_defaults(handler="apply")
+
+    get = commands.add_parser("get", help="list objects, or show some by name")
+    get.add_argument("kind", metavar="KIND", help="kind, plural or short name; a,b for several")
+    get.add_argument("names", metavar="NAME", nargs="*")
+    _namespace_flags(get, all_namespaces=True)
+    get.add_argument("-o", "--output", choices=OUTPUTS, help="wide, yaml, json or name")
+    _connection_flags(get)
+    get.set_defaults(handler="get")
+
+    describe = commands.add_parser(
+        "describe", help="show an object with its conditions and recent events"
+    )
+    describe.add_argument("kind", metavar="KIND")
+    describe.add_argument("names", metavar="NAME", nargs="*")
+    _namespace_flags(describe, all_namespaces=False)
+    _connection_flags(describe)
+    describe.set_defaults(handler="describe")
+
+    delete = commands.add_parser("delete", help="delete objects by name or from files")
+    delete.add_argument("kind", metavar="KIND", nargs="?")
+    delete.add_argument("names", metavar="NAME", nargs="*")
+    delete.add_argument(
+        "-f", "--filename", action="append", metavar="FILE", help="delete what FILE lists"
+    )
+    delete.add_argument("--all", action="store_true", help="every object of KIND")
+    delete.add_argument(
+        "--ignore-not-found", action="store_true", help="a missing object is not an error"
+    )
+    _namespace_flags(delete, all_namespaces=False)
+    _connection_flags(delete)
+    delete.set_defaults(handler="delete")
+
+    token = commands.add_parser("token", help="manage ArksTokens")
+    token_commands = token.add_subparsers(dest="token_command", metavar="COMMAND")
+    create = token_commands.add_parser(
+        "create", help="create an ArksToken with a new random token (printed once)"
+    )
+    create.add_argument("name", metavar="NAME")
+    _namespace_flags(create, all_namespaces=False)
+    create.add_argument(
+        "--endpoint",
+        action="append",
+        required=True,
+        metavar="E",
+        help="ArksEndpoint (model name) to grant; repeatable",
+    )
+    for limit, what in (
+        ("rpm", "requests per minute"),
+        ("tpm", "tokens per minute"),
+        ("rpd", "requests per day"),
+        ("tpd", "tokens per day"),
+    ):
+        create.add_argument(f"--{limit}", type=int, metavar="N", help=what)
+    create.add_argument("--quota", metavar="Q", help="ArksQuota charged for the usage")
+    _connection_flags(create)
+    create.set_defaults(handler="token_create")
+
+    usage = commands.add_parser("usage", help="token usage counted by the accountant")
+    _namespace_flags(usage, all_namespaces=True)
+    usage.add_argument(
+        "--by",
+        choices=("namespace", "token", "endpoint", "quota"),
+        default="quota",
+        help="group usage by (default: quota)",
+    )
+    usage.add_argument(
+        "--redis-url",
+        help="Redis/Valkey of the stack (default: $ARKS_REDIS__URL, then .arks/state.json)",
+    )
+    _connection_flags(usage)
+    usage.set_defaults(handler="usage")
+
+    version = commands.add_parser("version", help="print the versions of arks")
+    version.set_defaults(handler="version")
+    return parser

@@ -1,0 +1,108 @@
+"""Finding and opening the local stack: NATS (resources, events) and Redis (usage).
+
+Each URL comes from, in order: the command-line flag, the service environment variable
+(`ARKS_NATS__URL`, `ARKS_REDIS__URL`, `ARKS_ROUTER_URL`), the `.arks/state.json` of a
+running `arks up`, else the conventional local default. A broker that does not answer
+becomes a `NotRunningError` naming the URL and how to start the stack, in a few
+seconds rather than after the services' long connect deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import nats.errors
+import nats.js.errors
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from arks_cli.errors import NotRunningError
+from arks_cli.stack_state import find_state_dir, read_state
+from arks_common import messaging, subjects
+from arks_common.errors import RetryableError
+from arks_common.messaging import Bus
+from arks_common.settings import NatsSettings
+from arks_common.store import ResourceStore
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+NATS_URL_ENV = "ARKS_NATS__URL"
+REDIS_URL_ENV = "ARKS_REDIS__URL"
+ROUTER_URL_ENV = "ARKS_ROUTER_URL"
+CONNECT_DEADLINE = 3.0
+HINT = "is `make run` (or `arks up`) running?"
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where the stack's brokers are."""
+
+    nats_url: str
+    redis_url: str
+    router_url: str | None
+
+
+def resolve_targets(
+    nats_url: str | None = None, redis_url: str | None = None, router_url: str | None = None
+) -> Targets:
+    """Flags first, then the environment, then `.arks/state.json`, then the defaults."""
+    directory = find_state_dir()
+    state = read_state(directory) if directory is not None else None
+    return Targets(
+        nats_url=nats_url
+        or os.environ.get(NATS_URL_ENV)
+        or (state.nats_url if state else DEFAULT_NATS_URL),
+        redis_url=redis_url
+        or os.environ.get(REDIS_URL_ENV)
+        or (state.redis_url if state else DEFAULT_REDIS_URL),
+        router_url=router_url
+        or os.environ.get(ROUTER_URL_ENV)
+        or (state.router_url if state else None),
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_bus(url: str, *, name: str = "arks-cli") -> AsyncIterator[Bus]:
+    """A connected Bus, or NotRunningError after a few seconds."""
+    settings = NatsSettings(
+        url=url, connect_timeout=1.0, connect_deadline=CONNECT_DEADLINE, request_timeout=5.0
+    )
+    try:
+        bus = await Bus.connect(settings, name=name)
+    except RetryableError as exc:
+        raise NotRunningError(f"cannot reach NATS at {url}: {HINT}") from exc
+    try:
+        yield bus
+    finally:
+        await bus.close(drain_timeout=2.0)
+
+
+@contextlib.asynccontextmanager
+async def open_store(url: str) -> AsyncIterator[ResourceStore]:
+    """The resource store on the NATS at `url`, its bucket created if missing."""
+    async with open_bus(url) as bus:
+        try:
+            config = next(b for b in messaging.BUCKETS if b.bucket == subjects.RESOURCES_BUCKET)
+            await bus.ensure_bucket(config)
+        except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+            raise NotRunningError(
+                f"NATS at {url} answers but JetStream does not ({exc}): {HINT}"
+            ) from exc
+        yield ResourceStore(bus)
+
+
+@contextlib.asynccontextmanager
+async def open_redis(url: str) -> AsyncIterator[aioredis.Redis]:
+    """A Redis client that answered PING, or NotRunningError."""
+    client = aioredis.Redis.from_url(url, socket_timeout=3.0, socket_connect_timeout=2.0)
+    try:
+        try:
+            await client.ping()
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise NotRunningError(f"cannot reach Redis/Valkey at {url}: {HINT}") from exc
+        yield client
+    finally:
+        await client.aclose()

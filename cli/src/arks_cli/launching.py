@@ -1,0 +1,523 @@
+"""`arks up` (what `make run` runs): the whole stack on one machine, in the foreground.
+
+Start-up, in order: clean up after a previous `arks up` that was killed; start
+nats-server (JetStream, store `.arks/nats`) and Valkey (`.arks/valkey`, fsync-always
+AOF), each on its conventional port (4222 / 6379) when free, else on a free port;
+create the NATS topology; start every service as a supervised child process (see
+`service_catalog` for their environment and `supervising` for restarts); wait for each
+`/readyz`; write `.arks/state.json`; apply the quickstart and wait until it answers
+through the router; print the curl line.
+
+Stop (Ctrl-C, SIGTERM, or `arks down`), in reverse: the services (SIGTERM to each
+process group, SIGKILL after a grace period), then whatever processes they left
+behind (engine replicas the reconciler did not stop: `arks up` is their subreaper, so
+they are still its descendants), then Valkey and NATS, and a last sweep. A second
+Ctrl-C skips the grace periods. Nothing started by the stack outlives it.
+
+Failures the user can act on (a port taken, a service that never gets ready) end the
+command with one `error:` line after everything started so far is stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Awaitable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import psutil  # type: ignore[import-untyped]
+
+from arks_cli import applying, processes, quickstart
+from arks_cli.connecting import open_bus
+from arks_cli.console import Console
+from arks_cli.errors import CliError
+from arks_cli.manifests import read_manifests
+from arks_cli.service_catalog import HOST, ROUTER, StackPaths, plan
+from arks_cli.stack_state import (
+    ProcessRecord,
+    StackState,
+    read_state,
+    remove_state,
+    write_state,
+)
+from arks_cli.supervising import Child
+from arks_common.embedded import NatsServer, ValkeyServer, free_port
+from arks_common.errors import ArksError
+from arks_common.messaging import Bus
+from arks_common.resources import parse_resource
+from arks_common.store import ResourceStore
+
+T = TypeVar("T")
+
+NATS_PORT = 4222
+VALKEY_PORT = 6379
+ROUTER_PORT = 8080
+STOP_GRACE = 15.0
+LEFTOVER_GRACE = 5.0
+TRACK_INTERVAL = 1.0
+READY_POLL = 0.25
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    root: Path
+    router_port: int | None
+    nats_port: int | None
+    valkey_port: int | None
+    quickstart_file: str | None
+    no_quickstart: bool
+    ready_timeout: float
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> UpOptions:
+        return cls(
+            root=Path(args.dir).resolve(),
+            router_port=args.router_port,
+            nats_port=args.nats_port,
+            valkey_port=args.valkey_port,
+            quickstart_file=args.quickstart_file,
+            no_quickstart=bool(args.no_quickstart),
+            ready_timeout=float(args.ready_timeout),
+        )
+
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_port(explicit: int | None, conventional: int, what: str, console: Console) -> int:
+    """The explicit port (which must be free), else the conventional one, else a free one."""
+    if explicit is not None:
+        if explicit != 0 and not port_is_free(explicit):
+            raise CliError(f"port {explicit} for {what} is already in use")
+        return explicit or free_port()
+    if port_is_free(conventional):
+        return conventional
+    port = free_port()
+    console.info(f"port {conventional} is taken; {what} uses {port}")
+    return port
+
+
+def clean_stale(root: Path, console: Console) -> None:
+    """Refuse when a stack runs from `root`; stop what a killed one left behind."""
+    state = read_state(root)
+    if state is None:
+        return
+    supervisor = ProcessRecord(
+        name="arks up", pid=state.supervisor_pid, create_time=state.supervisor_create_time
+    )
+    if supervisor.pid != os.getpid() and processes.alive(supervisor):
+        raise CliError(
+            f"a stack already runs from {root} (pid {supervisor.pid}); "
+            "stop it with `arks down` or Ctrl-C in its terminal"
+        )
+    leftovers = [r for r in (*state.processes, *state.descendants) if processes.alive(r)]
+    for record in leftovers:
+        processes.signal_record(record, signal.SIGKILL, group=True)
+    if leftovers:
+        names = ", ".join(sorted({r.name for r in leftovers}))
+        console.info(f"stopped {len(leftovers)} processes left by an earlier `arks up` ({names})")
+    remove_state(root)
+
+
+class Launcher:
+    """One `arks up` run: owns the brokers, the children and the state file."""
+
+    def __init__(self, options: UpOptions, console: Console) -> None:
+        self.options = options
+        self.console = console
+        self.paths = StackPaths(options.root)
+        self.nats: NatsServer | None = None
+        self.valkey: ValkeyServer | None = None
+        self.children: list[Child] = []
+        self.router_url: str | None = None
+        self.bus: Bus | None = None
+        self.ready = False
+        self.hint: str | None = None
+        self.stop = asyncio.Event()
+        self.force = asyncio.Event()
+        self._stopping = False
+        self._started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._descendants: list[ProcessRecord] = []
+        self._bus_cm: contextlib.AbstractAsyncContextManager[Bus] | None = None
+
+    # ------------------------------------------------------------------ state file
+    def _broker_records(self) -> list[ProcessRecord]:
+        records = []
+        for name, server in (("nats-server", self.nats), ("valkey-server", self.valkey)):
+            if server is not None and server.proc is not None:
+                log = str(server.log_file) if server.log_file else None
+                records.append(processes.record_of(name, server.proc.pid, log=log))
+        return records
+
+    def _child_records(self) -> list[ProcessRecord]:
+        return [
+            processes.record_of(c.name, pid, log=str(c.spec.log_path), ready_url=c.spec.ready_url)
+            for c in self.children
+            if (pid := c.pid) is not None
+        ]
+
+    def write_state(self) -> None:
+        if self.nats is None or self.valkey is None or self._stopping:
+            return
+        me = processes.record_of("arks up", os.getpid())
+        write_state(
+            self.paths.root,
+            StackState(
+                dir=str(self.paths.root),
+                supervisor_pid=me.pid,
+                supervisor_create_time=me.create_time,
+                started_at=self._started_at,
+                nats_url=self.nats.url,
+                redis_url=self.valkey.url,
+                router_url=self.router_url,
+                ready=self.ready,
+                hint=self.hint,
+                processes=[*self._broker_records(), *self._child_records()],
+                descendants=self._descendants,
+            ),
+        )
+
+    # ------------------------------------------------------------------ start-up
+    async def start_brokers(self) -> None:
+        opts, console, paths = self.options, self.console, self.paths
+        nats_port = choose_port(opts.nats_port, NATS_PORT, "NATS", console)
+        valkey_port = choose_port(opts.valkey_port, VALKEY_PORT, "Valkey", console)
+        self.nats = NatsServer(paths.nats, nats_port, log_file=paths.log("nats"))
+        self.valkey = ValkeyServer(paths.valkey, valkey_port, log_file=paths.log("valkey"))
+        for server in (self.nats, self.valkey):
+            try:
+                await asyncio.to_thread(server.start)
+            except ArksError as exc:
+                raise CliError(
+                    f"{server.name} did not start: {exc} (log: {server.log_file})"
+                ) from exc
+        console.info(f"nats-server   {self.nats.url}  (data {paths.nats}, log {paths.log('nats')})")
+        console.info(
+            f"valkey-server {self.valkey.url}  (data {paths.valkey}, log {paths.log('valkey')})"
+        )
+        self.write_state()
+
+    async def open_bus(self) -> Bus:
+        assert self.nats is not None
+        self._bus_cm = open_bus(self.nats.url, name="arks-up")
+        self.bus = await self._bus_cm.__aenter__()
+        await self.bus.ensure_topology()
+        return self.bus
+
+    def start_services(self, tg: asyncio.TaskGroup) -> None:
+        assert self.nats is not None
+        assert self.valkey is not None
+        opts = self.options
+        router_port = choose_port(opts.router_port, ROUTER_PORT, "the router", self.console)
+        specs, missing = plan(
+            self.paths,
+            nats_url=self.nats.url,
+            redis_url=self.valkey.url,
+            router_port=router_port,
+        )
+        for gone in missing:
+            self.console.warn(f"{gone.name} is not started: {gone.reason}")
+        for spec in specs:
+            child = Child(spec, self.console, on_change=self.write_state)
+            self.children.append(child)
+            tg.create_task(child.run(), name=f"supervise:{spec.name}")
+            if spec.name == ROUTER:
+                self.router_url = f"http://{HOST}:{router_port}"
+
+    async def wait_ready(self) -> None:
+        pending = {c.name: c for c in self.children if c.spec.ready_url}
+        deadline = asyncio.get_running_loop().time() + self.options.ready_timeout
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while pending:
+                for name, child in list(pending.items()):
+                    url = child.spec.ready_url
+                    assert url is not None
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await client.get(url)).status_code == 200:
+                            del pending[name]
+                            self.console.info(
+                                f"{name:<17} ready (pid {child.pid}, log {child.spec.log_path})"
+                            )
+                if not pending:
+                    break
+                if asyncio.get_running_loop().time() > deadline:
+                    logs = ", ".join(f"{c.name}: {c.spec.log_path}" for c in pending.values())
+                    raise CliError(
+                        f"not ready after {self.options.ready_timeout:.0f}s: "
+                        f"{', '.join(pending)} (logs: {logs})"
+                    )
+                await asyncio.sleep(READY_POLL)
+
+    async def apply_quickstart(self) -> None:
+        assert self.bus is not None
+        path = quickstart.find_quickstart(self.options.quickstart_file, Path.cwd())
+        manifests = read_manifests([str(path)], None)
+        for name, directory in quickstart.localize_models(manifests, self.paths.models):
+            self.console.info(f"model {name}: no download needed, files in {directory}")
+        store = ResourceStore(self.bus)
+        self.console.info(f"applying {path}")
+        await applying.apply_manifests(
+            store, manifests, lambda line: self.console.info(f"  {line}")
+        )
+        resources = [parse_resource(m.obj) for m in manifests]
+        probes = quickstart.probes(resources)
+        names = {c.name for c in self.children}
+        if self.router_url is None or not probes:
+            self.console.warn(
+                "no router (or no endpoint with a token): not waiting for the quickstart"
+            )
+            return
+        if "arks-reconciler" in names:
+            await quickstart.wait_for_applications(store, resources, self.console)
+        async with httpx.AsyncClient(base_url=self.router_url, timeout=30.0) as client:
+            for probe in probes:
+                await quickstart.wait_for_router(client, probe, self.console)
+                await quickstart.first_completion(client, probe, self.console)
+                self.console.info(f"{probe.endpoint} answers through the router")
+        self.hint = quickstart.curl_line(self.router_url, probes[0])
+
+    # ------------------------------------------------------------------ background
+    async def track(self) -> None:
+        """Reap adopted orphans and remember the services' descendants (for `arks down`)."""
+        while not self._stopping:
+            own = {r.pid for r in self._broker_records()} | {
+                c.pid for c in self.children if c.pid is not None
+            }
+            found = await asyncio.to_thread(_snapshot_descendants, own)
+            if {(r.pid, r.create_time) for r in found} != {
+                (r.pid, r.create_time) for r in self._descendants
+            }:
+                self._descendants = found
+                self.write_state()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), TRACK_INTERVAL)
+
+    # ------------------------------------------------------------------ shutdown
+    async def shutdown(self) -> None:
+        self._stopping = True
+        self.stop.set()
+        if self.children:
+            self.console.info("stopping the services")
+        for child in reversed(self.children):
+            await child.stop(0.0 if self.force.is_set() else STOP_GRACE, self.force)
+        brokers = {r.pid for r in self._broker_records()}
+        leftovers = await asyncio.to_thread(processes.descendants, brokers)
+        if leftovers:
+            names = ", ".join(sorted({_name(p) for p in leftovers}))
+            self.console.info(f"stopping {len(leftovers)} leftover processes ({names})")
+            grace = 0.5 if self.force.is_set() else LEFTOVER_GRACE
+            await asyncio.to_thread(processes.terminate_all, leftovers, grace)
+        if self._bus_cm is not None:
+            with contextlib.suppress(Exception):
+                await self._bus_cm.__aexit__(None, None, None)
+            self._bus_cm = None
+        for server in (self.valkey, self.nats):
+            if server is not None:
+                await asyncio.to_thread(server.stop, 5.0)
+        rest = await asyncio.to_thread(processes.descendants, ())
+        if rest:
+            await asyncio.to_thread(processes.terminate_all, rest, 0.5)
+        remove_state(self.paths.root)
+        self.console.info("stopped")
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return str(proc.name())
+    except psutil.Error:
+        return str(proc.pid)
+
+
+def _snapshot_descendants(own: set[int]) -> list[ProcessRecord]:
+    processes.reap_adopted(own)
+    found = []
+    for proc in processes.descendants(own):
+        with contextlib.suppress(psutil.Error):
+            found.append(
+                ProcessRecord(
+                    name=proc.name(),
+                    pid=proc.pid,
+                    pgid=os.getpgid(proc.pid),
+                    create_time=proc.create_time(),
+                )
+            )
+    return found
+
+
+async def _until(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> tuple[bool, T | None]:
+    """Run `work` unless `stop` is set first: (finished, result)."""
+    task: asyncio.Task[T] = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, waiter):
+            if not pending.done():
+                pending.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({task})
+    if task.cancelled():
+        return False, None
+    return True, task.result()
+
+
+async def _with_timeout(seconds: float, work: Awaitable[T], what: str) -> T:
+    try:
+        async with asyncio.timeout(seconds):
+            return await work
+    except TimeoutError as exc:
+        raise CliError(f"{what} within {seconds:.0f}s") from exc
+
+
+async def run(options: UpOptions, console: Console) -> int:
+    launcher = Launcher(options, console)
+    loop = asyncio.get_running_loop()
+    received = 0
+
+    def on_signal() -> None:
+        nonlocal received
+        received += 1
+        if received == 1:
+            console.info("stopping (press Ctrl-C again to skip the grace periods)")
+            launcher.stop.set()
+        else:
+            launcher.force.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    code = 0
+    try:
+        options.root.mkdir(parents=True, exist_ok=True)
+        clean_stale(options.root, console)
+        if processes.become_subreaper() is False:
+            console.warn("cannot adopt orphaned processes here; a crashed service may leave some")
+        async with asyncio.TaskGroup() as tg:
+            try:
+                code = await _serve(launcher, tg, options, console)
+            except CliError as exc:
+                for line in exc.message.splitlines():
+                    console.raw(f"error: {line}")
+                code = exc.exit_code
+            finally:
+                await launcher.shutdown()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return code
+
+
+async def _serve(
+    launcher: Launcher, tg: asyncio.TaskGroup, options: UpOptions, console: Console
+) -> int:
+    console.info(f"arks up: data, logs and state in {options.root}")
+    await launcher.start_brokers()
+    await launcher.open_bus()
+    launcher.start_services(tg)
+    tg.create_task(launcher.track(), name="track-descendants")
+    finished, _ = await _until(
+        launcher.stop,
+        _with_timeout(options.ready_timeout, launcher.wait_ready(), "services not ready"),
+    )
+    if not finished:
+        return 0
+    if not options.no_quickstart:
+        finished, _ = await _until(
+            launcher.stop,
+            _with_timeout(
+                options.ready_timeout,
+                launcher.apply_quickstart(),
+                "the quickstart did not answer through the router",
+            ),
+        )
+        if not finished:
+            return 0
+    launcher.ready = True
+    launcher.write_state()
+    console.raw("")
+    if launcher.router_url:
+        console.raw(f"Arks is up. Router: {launcher.router_url}   Logs: {launcher.paths.logs}")
+    else:
+        console.raw(f"Arks is up (without a router).   Logs: {launcher.paths.logs}")
+    if launcher.hint:
+        console.raw("Try it:\n")
+        console.raw(launcher.hint)
+    console.raw("\nCtrl-C (or `arks down`) stops everything.")
+    await launcher.stop.wait()
+    return 0
+
+
+def start_detached(args: argparse.Namespace, console: Console) -> int:
+    """`arks up -d`: run `arks up` in its own session and return once it is ready."""
+    options = UpOptions.from_args(args)
+    options.root.mkdir(parents=True, exist_ok=True)
+    clean_stale(options.root, console)
+    argv = [sys.executable, "-m", "arks_cli", "up", "--dir", str(options.root)]
+    argv += ["--ready-timeout", str(options.ready_timeout)]
+    for flag, value in (
+        ("--router-port", options.router_port),
+        ("--nats-port", options.nats_port),
+        ("--valkey-port", options.valkey_port),
+        ("--quickstart-file", options.quickstart_file),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    if options.no_quickstart:
+        argv.append("--no-quickstart")
+    log_path = StackPaths(options.root).log("arks-up")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return asyncio.run(_await_detached(proc, options, log_path, console))
+
+
+async def _await_detached(
+    proc: subprocess.Popen[bytes], options: UpOptions, log_path: Path, console: Console
+) -> int:
+    deadline = asyncio.get_running_loop().time() + 2 * options.ready_timeout + 30
+    while asyncio.get_running_loop().time() < deadline:
+        if proc.poll() is not None:
+            text = await asyncio.to_thread(log_path.read_text, errors="replace")
+            tail = text.splitlines()[-15:]
+            raise CliError("arks up stopped during start-up:\n" + "\n".join(tail))
+        state = read_state(options.root)
+        if state is not None and state.supervisor_pid == proc.pid and state.ready:
+            console.raw(f"Arks is up in the background (pid {proc.pid}); logs in {log_path.parent}")
+            if state.router_url:
+                console.raw(f"Router: {state.router_url}")
+            if state.hint:
+                console.raw("Try it:\n\n" + state.hint + "\n")
+            console.raw("Stop it with `arks down`.")
+            return 0
+        await asyncio.sleep(0.25)
+    raise CliError(f"arks up (pid {proc.pid}) is not ready yet; see {log_path}")
+
+
+def main(args: argparse.Namespace) -> int:
+    console = Console()
+    if args.detach:
+        return start_detached(args, console)
+    return asyncio.run(run(UpOptions.from_args(args), console))

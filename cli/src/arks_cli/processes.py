@@ -1,0 +1,131 @@
+"""Process bookkeeping for the launcher: identities, signals, sweeps, the subreaper.
+
+A pid alone is not an identity (pids are recycled), so records carry psutil's
+`create_time` and every signal goes through `alive()`/`signal_record()`, which check
+it first. `become_subreaper()` makes orphaned descendants (say, an engine replica whose
+reconciler died) re-parent to `arks up` instead of init, so the final sweep still finds
+them; `reap_adopted()` collects the ones that exited in the meantime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+from collections.abc import Iterable
+
+import psutil  # type: ignore[import-untyped]
+
+from arks_cli.stack_state import ProcessRecord
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux); False where the platform cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def record_of(
+    name: str, pid: int, *, log: str | None = None, ready_url: str | None = None
+) -> ProcessRecord:
+    """A record of a running process (its pgid and create time read now)."""
+    pgid: int | None
+    try:
+        pgid = os.getpgid(pid)
+    except OSError:
+        pgid = None
+    try:
+        created: float | None = psutil.Process(pid).create_time()
+    except psutil.Error:
+        created = None
+    return ProcessRecord(
+        name=name, pid=pid, pgid=pgid, create_time=created, log=log, ready_url=ready_url
+    )
+
+
+def _process(record: ProcessRecord) -> psutil.Process | None:
+    try:
+        proc = psutil.Process(record.pid)
+        if record.create_time is not None and abs(proc.create_time() - record.create_time) > 0.01:
+            return None  # the pid now belongs to someone else
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except psutil.Error:
+        return None
+
+
+def alive(record: ProcessRecord) -> bool:
+    """True when the recorded process (not a recycled pid) still runs."""
+    return _process(record) is not None
+
+
+def signal_record(record: ProcessRecord, sig: signal.Signals, *, group: bool) -> bool:
+    """Signal the recorded process (and its process group when asked); False if gone."""
+    proc = _process(record)
+    if proc is None:
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if group and record.pgid is not None and record.pgid == record.pid:
+            os.killpg(record.pgid, sig)
+        else:
+            proc.send_signal(sig)
+        return True
+    return False
+
+
+def descendants(exclude: Iterable[int] = ()) -> list[psutil.Process]:
+    """Every live process below this one, except the given pids."""
+    skip = set(exclude)
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return []
+    found = []
+    for child in children:
+        if child.pid in skip:
+            continue
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
+
+
+def reap_adopted(own: Iterable[int]) -> None:
+    """Collect exited processes we adopted as subreaper (never our own children's status)."""
+    mine = set(own)
+    try:
+        children = psutil.Process().children(recursive=False)
+    except psutil.Error:
+        return
+    for child in children:
+        if child.pid in mine:
+            continue
+        with contextlib.suppress(psutil.Error, ChildProcessError, OSError):
+            if child.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(child.pid, os.WNOHANG)
+
+
+def terminate_all(processes: list[psutil.Process], grace: float) -> list[psutil.Process]:
+    """SIGTERM, wait up to `grace` seconds, SIGKILL the rest; returns the killed ones."""
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, remaining = psutil.wait_procs(processes, timeout=grace)
+    for proc in remaining:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(remaining, timeout=2.0)
+    return list(remaining)

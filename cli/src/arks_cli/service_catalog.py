@@ -1,0 +1,165 @@
+"""The services `arks up` runs, and the environment each one is configured with.
+
+Every service reads typed settings from `ARKS_*` variables (`arks_common.settings`);
+the launcher sets:
+
+- all: `ARKS_NATS__URL`, `ARKS_REDIS__URL`, `ARKS_HEALTH__HOST=127.0.0.1`,
+  `ARKS_HEALTH__PORT` (a distinct free port), `ARKS_TELEMETRY__LOG_JSON=true`;
+- arks-reconciler: `ARKS_PLATFORM=local`, `ARKS_LOCAL__DATA_DIR`, `ARKS_LOCAL__LOG_DIR`,
+  `ARKS_LOCAL__MODELS_DIR` (all under `.arks/`);
+- arks-router: `ARKS_HTTP__HOST=127.0.0.1`, `ARKS_HTTP__PORT` (8080 by default; its
+  `/readyz` is on that port), `ARKS_USAGE__SPOOL_DIR=.arks/router-spool`;
+- arks-accountant: the common variables;
+- arks-model-cache: `ARKS_CACHE__DIR=.arks/model-cache`.
+
+Anything else the user exported (`ARKS_LOCAL__SIM_TIME_SCALE=20`, ...) passes through;
+the variables above win. A service whose console script or module is missing from this
+checkout is reported as unavailable rather than crash-looping.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from arks_cli.supervising import ChildSpec
+from arks_common.embedded import free_port
+
+HOST = "127.0.0.1"
+RECONCILER = "arks-reconciler"
+ROUTER = "arks-router"
+ACCOUNTANT = "arks-accountant"
+MODEL_CACHE = "arks-model-cache"
+#: Start order; `arks up` stops them in reverse.
+SERVICES = (RECONCILER, ACCOUNTANT, MODEL_CACHE, ROUTER)
+
+
+@dataclass(frozen=True)
+class StackPaths:
+    """Where the stack keeps its data (everything under one `.arks` directory)."""
+
+    root: Path
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def nats(self) -> Path:
+        return self.root / "nats"
+
+    @property
+    def valkey(self) -> Path:
+        return self.root / "valkey"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.root / "model-cache"
+
+    @property
+    def router_spool(self) -> Path:
+        return self.root / "router-spool"
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A service that cannot run from this checkout, and why."""
+
+    name: str
+    reason: str
+
+
+def _script(name: str) -> str | None:
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
+def availability(name: str) -> str | None:
+    """None when `name` can run; otherwise why it cannot."""
+    entries = metadata.entry_points(group="console_scripts", name=name)
+    entry = next(iter(entries), None)
+    if entry is None:
+        return f"no console script {name} is installed"
+    try:
+        found = importlib.util.find_spec(entry.module)
+    except (ImportError, ValueError) as exc:
+        return f"its module {entry.module} cannot be imported ({exc})"
+    if found is None:
+        return f"its module {entry.module} does not exist in this checkout yet"
+    if _script(name) is None:
+        return f"the {name} script is not on PATH"
+    return None
+
+
+def _common_env(nats_url: str, redis_url: str, health_port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "ARKS_NATS__URL": nats_url,
+        "ARKS_REDIS__URL": redis_url,
+        "ARKS_HEALTH__HOST": HOST,
+        "ARKS_HEALTH__PORT": str(health_port),
+        "ARKS_TELEMETRY__LOG_JSON": "true",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def plan(
+    paths: StackPaths, *, nats_url: str, redis_url: str, router_port: int
+) -> tuple[list[ChildSpec], list[Unavailable]]:
+    """The child specs of every available service, in start order, and the unavailable."""
+    specs: list[ChildSpec] = []
+    missing: list[Unavailable] = []
+    for name in SERVICES:
+        reason = availability(name)
+        script = _script(name)
+        if reason is not None or script is None:
+            missing.append(Unavailable(name, reason or "not found"))
+            continue
+        health_port = free_port()
+        env = _common_env(nats_url, redis_url, health_port)
+        ready_url = f"http://{HOST}:{health_port}/readyz"
+        if name == RECONCILER:
+            env.update(
+                {
+                    "ARKS_PLATFORM": "local",
+                    "ARKS_LOCAL__DATA_DIR": str(paths.root),
+                    "ARKS_LOCAL__LOG_DIR": str(paths.logs),
+                    "ARKS_LOCAL__MODELS_DIR": str(paths.models),
+                }
+            )
+        elif name == ROUTER:
+            env.update(
+                {
+                    "ARKS_HTTP__HOST": HOST,
+                    "ARKS_HTTP__PORT": str(router_port),
+                    "ARKS_USAGE__SPOOL_DIR": str(paths.router_spool),
+                }
+            )
+            ready_url = f"http://{HOST}:{router_port}/readyz"
+        elif name == MODEL_CACHE:
+            env["ARKS_CACHE__DIR"] = str(paths.model_cache)
+        specs.append(
+            ChildSpec(
+                name=name,
+                argv=[script],
+                env=env,
+                log_path=paths.log(name),
+                cwd=paths.root.parent,
+                ready_url=ready_url,
+            )
+        )
+    return specs, missing

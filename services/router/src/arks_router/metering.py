@@ -1,0 +1,160 @@
+"""Reading usage out of engine responses, streamed or not.
+
+`StreamMeter` sits on an SSE stream: it cuts the bytes into complete events (an event
+split across network chunks is held until its end arrives, so its usage is never
+lost, which is upstream's bug), returns the bytes the client should get, remembers
+the last `usage` the engine sent and counts content-bearing choice deltas so that a
+stream that breaks before its usage chunk can still be charged approximately. When
+the router injected `stream_options.include_usage` itself, the usage-only chunk
+(empty `choices`, a `usage` object) is removed from what the client sees.
+
+Only complete events are forwarded; a trailing partial event is forwarded by
+`finish()` as it is. Events that are not JSON pass through untouched.
+
+`parse_body()` does the same for a whole JSON response.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def usage_of(value: Any) -> Usage | None:
+    if not isinstance(value, dict):
+        return None
+    prompt = value.get("prompt_tokens")
+    completion = value.get("completion_tokens", 0)
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    cached = 0
+    details = value.get("prompt_tokens_details")
+    if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+        cached = details["cached_tokens"]
+    return Usage(max(0, prompt), max(0, completion), max(0, cached))
+
+
+def parse_body(body: bytes) -> tuple[Usage | None, str]:
+    """Usage and model name of a complete JSON response (None, '' when absent)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, ""
+    if not isinstance(data, dict):
+        return None, ""
+    model = data.get("model")
+    return usage_of(data.get("usage")), model if isinstance(model, str) else ""
+
+
+def _boundary(buf: bytes, pos: int) -> tuple[int, int]:
+    """(end of the next event, length of its separator); (-1, 0) when incomplete."""
+    lf = buf.find(b"\n\n", pos)
+    if b"\r" not in buf:
+        return lf, 2
+    crlf = buf.find(b"\r\n\r\n", pos)
+    if crlf >= 0 and (lf < 0 or crlf < lf):
+        return crlf, 4
+    return lf, 2
+
+
+class StreamMeter:
+    def __init__(self, *, strip_usage: bool) -> None:
+        self.strip_usage = strip_usage
+        self.usage: Usage | None = None
+        self.model = ""
+        self.content_events = 0
+        self.done = False
+        self.events = 0
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Bytes to send to the client now (complete events, minus a stripped one)."""
+        buf = self._buf + chunk if self._buf else chunk
+        pos = 0
+        kept = 0
+        pieces: list[bytes] = []
+        while True:
+            end, sep = _boundary(buf, pos)
+            if end < 0:
+                break
+            following = end + sep
+            if self._inspect(buf[pos:end]):
+                pieces.append(buf[kept:pos])
+                kept = following
+            pos = following
+        self._buf = buf[pos:]
+        if not pieces:
+            return buf[:pos]  # the common case: no copy when the chunk was whole events
+        pieces.append(buf[kept:pos])
+        return b"".join(pieces)
+
+    def finish(self) -> bytes:
+        """The unterminated tail, if any (inspected too, then passed on as is)."""
+        tail, self._buf = self._buf, b""
+        if tail.strip():
+            self._inspect(tail)
+        return tail
+
+    @property
+    def completion_estimate(self) -> int:
+        return self.content_events
+
+    def _inspect(self, event: bytes) -> bool:
+        """Record what the event says; True when it must not reach the client."""
+        data = _data_of(event)
+        if data is None:
+            return False
+        self.events += 1
+        if data == b"[DONE]":
+            self.done = True
+            return False
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(payload, dict):
+            return False
+        if not self.model:
+            model = payload.get("model")
+            if isinstance(model, str):
+                self.model = model
+        choices = payload.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict) and _has_content(choice):
+                    self.content_events += 1
+        usage = usage_of(payload.get("usage"))
+        if usage is None:
+            return False
+        self.usage = usage
+        return self.strip_usage and not choices
+
+
+def _data_of(event: bytes) -> bytes | None:
+    """The data field of one SSE event (multi-line data joined), None without one."""
+    if event.startswith(b"data:") and b"\n" not in event:
+        return event[5:].strip()
+    lines = [line[5:].strip() for line in event.splitlines() if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+def _has_content(choice: dict[str, Any]) -> bool:
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        return bool(
+            delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content")
+        )
+    return bool(choice.get("text"))

@@ -1,0 +1,1 @@
+"""Routing strategies: small pure modules behind one interface (see `base`)."""

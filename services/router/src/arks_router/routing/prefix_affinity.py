@@ -1,0 +1,72 @@
+"""Prefix affinity with a bounded-load guard: same prompt prefix, same engine.
+
+Engines with prefix caching skip the prefill of a prefix they have seen, so requests
+sharing a long prefix (system prompt, few-shot examples, a conversation's history)
+should land where that prefix is cached. The prompt is cut into fixed-size character
+blocks whose hashes are chained (block i's hash covers blocks 0..i); the router
+remembers which backend last served each block hash (`RoutingRequest.prefix_index`).
+
+Score of a backend = 1 + the number of leading blocks it is known to hold, plus a
+fraction that prefers the less loaded one on ties. A prefix nobody has seen yet goes
+to the rendezvous-hash winner of its first block, which every router computes alike,
+so replicas of the router agree before they have learned anything.
+
+Bounded load: a backend above factor x (mean load + 1) is ranked after every other
+backend, least loaded first, so a hot prefix spills over instead of melting one engine.
+Without prompt text the strategy degrades to least load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import ClassVar
+
+from arks_router.routing.base import Candidate, Polarity, RoutingRequest, overloaded, rendezvous
+
+
+class PrefixAffinity:
+    name: ClassVar[str] = "prefixAffinity"
+    polarity: ClassVar[Polarity] = Polarity.HIGHER
+
+    def score(self, candidates: Sequence[Candidate], request: RoutingRequest) -> Sequence[float]:
+        hot = overloaded(candidates, request.bounded_load_factor)
+        held = _held_blocks(candidates, request)
+        first = request.prefix_blocks[0] if request.prefix_blocks else None
+        scores: list[float] = []
+        for index, candidate in enumerate(candidates):
+            load = candidate.load_score
+            if candidate.weight <= 0:
+                scores.append(-3.0 - load)
+            elif hot[index]:
+                scores.append(-1.0 - load / (load + 1.0))
+            elif first is None:
+                scores.append(1.0 / (1.0 + load))
+            elif held[index]:
+                scores.append(2.0 + held[index] + 0.5 / (1.0 + load))
+            else:
+                scores.append(rendezvous(first, candidate.url))
+        return scores
+
+
+def _held_blocks(candidates: Sequence[Candidate], request: RoutingRequest) -> list[int]:
+    """For each candidate, how many leading blocks it served last (longest prefix)."""
+    longest: dict[str, int] = {}
+    for position, block in enumerate(request.prefix_blocks):
+        owner = request.prefix_index.get(block)
+        if owner is not None:
+            longest[owner] = position + 1
+    return [longest.get(candidate.url, 0) for candidate in candidates]
+
+
+def prefix_blocks(text: str, block_chars: int, max_blocks: int) -> list[bytes]:
+    """Chained hashes of the leading full blocks of `text` (a partial tail is ignored:
+    the engine caches whole KV blocks, and a tail would make every prompt unique)."""
+    data = text[: block_chars * max_blocks]
+    blocks: list[bytes] = []
+    previous = b""
+    for start in range(0, len(data) - block_chars + 1, block_chars):
+        chunk = data[start : start + block_chars].encode()
+        previous = hashlib.blake2b(previous + chunk, digest_size=16).digest()
+        blocks.append(previous)
+    return blocks

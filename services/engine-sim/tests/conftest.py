@@ -88,7 +88,8 @@ class RunningSim:
         )
 
     def http(self, **kwargs: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.base_url, timeout=30, **kwargs)
+        kwargs.setdefault("timeout", 30)
+        return httpx.AsyncClient(base_url=self.base_url, **kwargs)
 
     async def metrics(self) -> Metrics:
         async with self.http() as client:
@@ -105,6 +106,11 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.fixture
+def unused_port() -> int:
+    return free_port()
 
 
 @pytest.fixture

@@ -1,1 +1,1 @@
-"""arks_reconciler."""
+"""arks_reconciler: the Arks control plane (reconcile core, platforms, engine load)."""

@@ -1,0 +1,1 @@
+"""The local platform: resources in NATS KV, replicas as processes on this machine."""

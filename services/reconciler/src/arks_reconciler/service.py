@@ -1,0 +1,85 @@
+"""The reconciler service: connect, recover, then reconcile until SIGTERM.
+
+Start-up order matters: the platform first recovers what a previous run left (the local
+platform adopts running replicas), and only then does the first reconcile run, so a
+restart never starts a duplicate replica. `/readyz` turns ready once NATS is connected
+and the first full snapshot of resources has been queued.
+
+Shutdown: SIGTERM sets `service.stop`; the queue lets running reconciles finish, the
+platform stops supervising (replicas keep running unless `local.stop_on_exit`), and the
+NATS connection is drained last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import cast
+
+import httpx
+
+from arks_common.errors import PermanentError
+from arks_common.messaging import Bus
+from arks_common.runtime import Service
+from arks_common.store import ResourceStore
+from arks_reconciler.local.platform import LocalPlatform
+from arks_reconciler.platform import Platform
+from arks_reconciler.reconciling import Reconciler
+from arks_reconciler.scraping import LoadScraper
+from arks_reconciler.settings import ReconcilerSettings
+
+log = logging.getLogger(__name__)
+
+
+def build_platform(
+    settings: ReconcilerSettings, bus: Bus, client: httpx.AsyncClient
+) -> LocalPlatform:
+    if settings.platform != "local":
+        raise PermanentError(
+            f"platform {settings.platform!r} is not available yet: this build runs the local "
+            "platform only (ARKS_PLATFORM=local)"
+        )
+    return LocalPlatform(settings.local, bus, ResourceStore(bus), client)
+
+
+async def _mark_ready(service: Service, reconciler: Reconciler) -> None:
+    waiter = asyncio.ensure_future(reconciler.synced.wait())
+    stopper = asyncio.ensure_future(service.stop.wait())
+    try:
+        await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        stopper.cancel()
+    if reconciler.synced.is_set():
+        service.health.set("synced", True)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(service: Service) -> AsyncIterator[None]:
+    settings = cast(ReconcilerSettings, service.settings)
+    service.health.require("nats", "synced")
+    bus = await Bus.connect(settings.nats, name=service.name)
+    try:
+        await bus.ensure_topology()
+        service.health.set("nats", True)
+        async with httpx.AsyncClient(trust_env=False, timeout=5.0) as client:
+            platform: Platform = build_platform(settings, bus, client)
+            await platform.start()
+            reconciler = Reconciler(platform, bus, settings.queue)
+            service.spawn("reconcile", reconciler.run(service.stop))
+            service.spawn("readiness", _mark_ready(service, reconciler))
+            if settings.scrape.enabled:
+                scraper = LoadScraper(
+                    bus,
+                    client,
+                    reconciler.scrape_targets,
+                    interval=settings.scrape.interval,
+                    timeout=settings.scrape.timeout,
+                )
+                service.spawn("scrape", scraper.run(service.stop))
+            log.info("reconciling on the %s platform", platform.name)
+            yield None
+    finally:
+        await bus.close()

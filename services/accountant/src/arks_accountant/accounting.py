@@ -1,0 +1,476 @@
+"""The accountant's core: settle a fetched batch of usage events, exactly once each.
+
+For each batch: decode and validate every message (a message that cannot be read is
+dead-lettered with the reason), price it, then
+
+1. apply the batch in one SETTLE call (idempotent by request id, releases reservations,
+   decides exhaustion notices);
+2. write the durable ledger entry of every account touched, with the done-markers of the
+   batch (and of earlier batches whose acks may not have reached NATS);
+3. publish one BillingRecord per event (again for duplicates: the earlier publish may
+   have been lost; the stream deduplicates by id), priced as its done-marker says;
+4. announce the quota notices SETTLE decided;
+5. return Ack per event — the Bus acks after the handler returns.
+
+A crash anywhere before 5 leaves the messages un-acked; they are redelivered and found
+applied (step 1 is then a no-op that still returns the marker), so counters never count
+twice and billing is re-published identically. While Valkey or NATS is unavailable the
+batch is held (with in-progress acks so it is not redelivered elsewhere) and retried;
+stopping the service turns it into Naks. An event whose ledger write lost to a restore
+(its apply may be gone with Valkey's data) is Nak'ed and applied again after the restore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis.asyncio as aioredis
+import redis.exceptions
+from nats.aio.msg import Msg
+
+from arks_accountant import keys
+from arks_accountant.metrics import Metrics
+from arks_accountant.notifying import Notifier, as_reason, state_event
+from arks_accountant.pricing import UNPRICED, Charge, PriceList, billing_record, charge
+from arks_accountant.publishing import BillingPublisher
+from arks_accountant.recording import LedgerRecorder, Snapshot
+from arks_accountant.restoring import Restored, Restorer
+from arks_accountant.settings import AccountantSettings
+from arks_accountant.settling import (
+    AccountOutcome,
+    AccountTerms,
+    EpochMismatch,
+    Marker,
+    PricedEvent,
+    SettleOutcome,
+    Settler,
+    limits_of,
+)
+from arks_accountant.specs import QuotaRef, QuotaSpecs
+from arks_common import events, ledger
+from arks_common.errors import PermanentError, RetryableError
+from arks_common.events import utcnow
+from arks_common.messaging import Ack, Bus, DeadLetter, Disposition, Nak
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+_PERIOD_RE = re.compile(r"^(lifetime|d\d{4}-\d{2}-\d{2}|m\d{4}-\d{2})$")
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_TRANSIENT_REPLIES = ("OOM", "BUSY", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "NOREPLICAS")
+_EVALUATE_CHUNK = 200
+
+
+def invalid_reason(event: events.UsageRecorded) -> str | None:
+    """Why an event cannot be accounted (dead-letter reason), or None."""
+    for what, value in (
+        ("namespace", event.namespace),
+        ("token_name", event.token_name),
+        ("endpoint", event.endpoint),
+        ("quota", event.quota or "x"),
+    ):
+        if not _NAME_RE.match(value):
+            return f"{what} {value!r} is not a Kubernetes name"
+    if event.quota and event.quota_period and not _PERIOD_RE.match(event.quota_period):
+        return f"quota_period {event.quota_period!r} is not a period id"
+    return None
+
+
+def _transient(exc: redis.exceptions.ResponseError) -> bool:
+    return str(exc).startswith(_TRANSIENT_REPLIES)
+
+
+@dataclass
+class _Unconfirmed:
+    """A batch's done-markers, kept in ledger writes until its acks surely reached NATS."""
+
+    reconnects: int
+    ended: float
+    markers: dict[str, dict[str, str]]
+
+
+class Accountant:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        redis: aioredis.Redis,
+        settings: AccountantSettings,
+        specs: QuotaSpecs,
+        metrics: Metrics,
+        stop: asyncio.Event,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._bus = bus
+        self._redis = redis
+        self._settings = settings
+        self.specs = specs
+        self._metrics = metrics
+        self._stop = stop
+        self._clock = clock
+        self.settler = Settler(redis)
+        self.recorder = LedgerRecorder(
+            bus, settings.instance_id, keep_instances=settings.ledger.inflight_instances
+        )
+        self.restorer = Restorer(
+            redis, self.recorder, lock_seconds=settings.ledger.restore_lock_seconds, stop=stop
+        )
+        self.notifier = Notifier(bus, metrics.notices)
+        self._publisher = BillingPublisher(bus, timeout=settings.publish_timeout)
+        self._unconfirmed: deque[_Unconfirmed] = deque()
+        self._price_lists: dict[tuple[str, str, str], PriceList] = {}
+        self._conflicts_seen = 0
+        self.seen_quotas: set[QuotaRef] = set()
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._redis
+
+    # ------------------------------------------------------------------ epoch
+    async def epoch(self) -> int:
+        """The epoch Valkey holds, restoring it from the ledger first if needed."""
+        if self.restorer.epoch is None:
+            restored = await self.restorer.ensure()
+            if restored is not None:
+                await self.announce_restored(restored)
+        epoch = self.restorer.epoch
+        if epoch is None:
+            raise RetryableError("valkey is being restored", delay=0.2)
+        return epoch
+
+    async def announce_restored(self, restored: Restored) -> None:
+        self._metrics.restores.inc()
+        for account, entry in restored.accounts:
+            period = entry.fields.get("sp")
+            if account.quota is None or period is None:
+                continue
+            spec = self.specs.get(account.namespace, account.quota)
+            used = {
+                k.value: int(entry.fields.get(keys.period_field(period, k), "0"))
+                for k in keys.KINDS
+            }
+            await self.notifier.announce(
+                state_event(
+                    account,
+                    version=entry.version,
+                    period=period,
+                    exhausted=entry.fields.get("se") == "1",
+                    exhausted_kinds=[],
+                    used=used,
+                    limits=limits_of(spec) if spec else {},
+                    reason="restored",
+                )
+            )
+
+    # ------------------------------------------------------------------ batches
+    async def handle_batch(self, batch: Sequence[Msg]) -> Sequence[Disposition]:
+        started = time.perf_counter()
+        self._confirm_acks()
+        out: list[Disposition] = [Ack()] * len(batch)
+        priced: list[PricedEvent] = []
+        where: list[int] = []
+        for i, msg in enumerate(batch):
+            result = self._price(msg)
+            if isinstance(result, PricedEvent):
+                priced.append(result)
+                where.append(i)
+            else:
+                out[i] = result
+                label = "dead_letter" if isinstance(result, DeadLetter) else "retry"
+                self._metrics.events.labels(label).inc()
+        if priced:
+            settled = await self._settle_holding(batch, priced)
+            for i, disposition in zip(where, settled, strict=True):
+                out[i] = disposition
+        self._metrics.batches.observe(time.perf_counter() - started)
+        return out
+
+    def _price(self, msg: Msg) -> PricedEvent | Disposition:
+        declared = (msg.headers or {}).get(events.TYPE_HEADER)
+        if declared is not None and declared != events.UsageRecorded.TYPE:
+            return DeadLetter(f"not a usage event: {events.TYPE_HEADER} is {declared!r}")
+        try:
+            event = events.decode_as(events.UsageRecorded, msg.data)
+        except PermanentError as exc:
+            return DeadLetter(exc.message)
+        problem = invalid_reason(event)
+        if problem is not None:
+            return DeadLetter(f"usage event {event.id}: {problem}")
+        account = keys.Account.for_usage(event.namespace, event.quota, event.token_name)
+        spec = None
+        if event.quota:
+            spec = self.specs.get(event.namespace, event.quota)
+            self.seen_quotas.add((event.namespace, event.quota))
+            if (
+                spec is None
+                and msg.metadata.num_delivered < self._settings.consumer.unknown_quota_retries
+            ):
+                log.info(
+                    "quota %s/%s has no spec yet; retrying %s",
+                    event.namespace,
+                    event.quota,
+                    event.id,
+                )
+                return Nak(1.0)
+        prices = PriceList.of(spec) if spec else UNPRICED
+        if not event.quota:
+            period = ledger.LIFETIME
+        elif event.quota_period:
+            period = event.quota_period
+        else:
+            period = ledger.period_id(
+                spec.reset_period if spec else ledger.LIFETIME, event.started_at
+            )
+        return PricedEvent(event, account, period, charge(event, prices))
+
+    async def _settle_holding(
+        self, batch: Sequence[Msg], priced: list[PricedEvent]
+    ) -> list[Disposition]:
+        """Settle, holding the batch through Valkey/NATS outages (in-progress acks)."""
+        delay = 0.05
+        last_progress = time.monotonic()
+        while True:
+            try:
+                return await self._settle(priced)
+            except RetryableError as exc:
+                if self._stop.is_set():
+                    raise
+                log.warning("holding a batch of %d: %s", len(batch), exc.message)
+            await self._sleep(delay)
+            delay = min(delay * 2, 2.0)
+            if time.monotonic() - last_progress > self._settings.consumer.ack_wait / 3:
+                last_progress = time.monotonic()
+                for msg in batch:
+                    with contextlib.suppress(Exception):
+                        await msg.in_progress()
+
+    async def _sleep(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay)
+
+    async def _settle(self, priced: list[PricedEvent]) -> list[Disposition]:
+        now = self._clock()
+        epoch = await self.epoch()
+        terms = self._terms([p.account for p in priced], now)
+        try:
+            outcome = await self.settler.settle(epoch, terms, priced)
+        except EpochMismatch as exc:
+            self.restorer.epoch = None
+            raise RetryableError(f"valkey epoch changed ({exc.current!r})", delay=0.0) from exc
+        except redis.exceptions.ResponseError as exc:
+            if _transient(exc):
+                raise RetryableError(f"valkey refused: {exc}") from exc
+            if len(priced) == 1:
+                return [DeadLetter(f"settlement of {priced[0].event.id} failed: {exc}")]
+            log.warning("settlement of a batch failed (%s); settling its events one by one", exc)
+            out: list[Disposition] = []
+            for one in priced:
+                out.extend(await self._settle([one]))
+            return out
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise RetryableError(f"valkey unavailable: {exc}") from exc
+        return await self._conclude(epoch, terms, priced, outcome)
+
+    def _terms(self, accounts: Iterable[keys.Account], now: datetime) -> list[AccountTerms]:
+        unique = dict.fromkeys(accounts)
+        return [
+            AccountTerms(a, self.specs.get(a.namespace, a.quota) if a.quota else None, now)
+            for a in unique
+        ]
+
+    async def _conclude(
+        self,
+        epoch: int,
+        terms: list[AccountTerms],
+        priced: list[PricedEvent],
+        outcome: SettleOutcome,
+    ) -> list[Disposition]:
+        markers: dict[keys.Account, dict[str, str]] = defaultdict(dict)
+        records: list[events.BillingRecord | None] = []
+        prices: dict[keys.Account, dict[str, PriceList]] = defaultdict(dict)
+        for term in terms:
+            if term.spec is not None and term.account.quota:
+                prices[term.account][term.spec.price_version] = PriceList.of(term.spec)
+        applied = 0
+        for p, previous in zip(priced, outcome.previous, strict=True):
+            if previous is None:
+                applied += 1
+                markers[p.account][p.event.id] = p.marker
+                records.append(billing_record(p.event, p.period, p.charge))
+            else:
+                markers[p.account][p.event.id] = previous.raw
+                records.append(await self._rebill(p, previous, prices[p.account]))
+        self._metrics.events.labels("applied").inc(applied)
+        self._metrics.events.labels("duplicate").inc(len(priced) - applied)
+        recorded = await self._record(epoch, outcome.accounts, markers, prices)
+        to_bill = [
+            (i, r)
+            for i, (p, r) in enumerate(zip(priced, records, strict=True))
+            if r is not None and recorded[p.account]
+        ]
+        stored = await self._publisher.publish([r for _, r in to_bill])
+        billed = {i: ok for (i, _), ok in zip(to_bill, stored, strict=True)}
+        self._metrics.billing_failures.inc(sum(1 for ok in stored if not ok))
+        for account_outcome in outcome.accounts:
+            if account_outcome.notice and recorded[account_outcome.account]:
+                await self._announce(account_outcome, terms)
+        self._unconfirmed.append(
+            _Unconfirmed(
+                self._reconnects(),
+                time.monotonic(),
+                {a.ledger_key: dict(m) for a, m in markers.items() if recorded[a]},
+            )
+        )
+        out: list[Disposition] = []
+        for i, p in enumerate(priced):
+            if not recorded[p.account]:
+                out.append(Nak(0.5))
+            elif records[i] is None or billed.get(i, False):
+                out.append(Ack())
+            else:
+                out.append(Nak(1.0))
+        return out
+
+    async def _rebill(
+        self, p: PricedEvent, previous: Marker, known: dict[str, PriceList]
+    ) -> events.BillingRecord | None:
+        """The billing record of an event applied earlier, priced as it was then."""
+        version = previous.price_version
+        cost: Charge
+        if version == p.charge.price_version:
+            cost = p.charge
+        else:
+            prices = known.get(version) or await self._price_list(p.account, version)
+            if prices is None:
+                log.error(
+                    "cannot re-bill %s: price list %r is gone; its record was published when "
+                    "it was applied",
+                    p.event.id,
+                    version,
+                )
+                return None
+            known[version] = prices
+            cost = charge(p.event, prices)
+        if cost.nanos != previous.nanos:
+            log.error(
+                "re-billing %s gives %s nanos, %s were counted",
+                p.event.id,
+                cost.nanos,
+                previous.nanos,
+            )
+        return billing_record(p.event, previous.period, cost)
+
+    async def _price_list(self, account: keys.Account, version: str) -> PriceList | None:
+        if not version or account.quota is None:
+            return UNPRICED if not version else None
+        cache_key = (account.namespace, account.quota, version)
+        if cache_key in self._price_lists:
+            return self._price_lists[cache_key]
+        try:
+            raw = await self._redis.get(keys.prices_key(account.namespace, account.quota, version))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise RetryableError(f"valkey unavailable: {exc}") from exc
+        if raw is None:
+            return None
+        prices = PriceList.from_json(raw)
+        if len(self._price_lists) > 1000:
+            self._price_lists.clear()
+        self._price_lists[cache_key] = prices
+        return prices
+
+    # ------------------------------------------------------------------ ledger
+    def _reconnects(self) -> int:
+        return int(self._bus.nc.stats.get("reconnects", 0))
+
+    def _confirm_acks(self) -> None:
+        """Forget batches whose acks went out on the connection that fetched this batch."""
+        reconnects = self._reconnects()
+        horizon = time.monotonic() - 2 * self._settings.consumer.ack_wait
+        kept = [b for b in self._unconfirmed if b.reconnects != reconnects and b.ended > horizon]
+        self._unconfirmed = deque(kept[-self._settings.ledger.unconfirmed_batches :])
+
+    async def _record(
+        self,
+        epoch: int,
+        accounts: Sequence[AccountOutcome],
+        markers: dict[keys.Account, dict[str, str]] | None,
+        prices: dict[keys.Account, dict[str, PriceList]],
+    ) -> dict[keys.Account, bool]:
+        async def one(outcome: AccountOutcome) -> bool:
+            account = outcome.account
+            inflight: dict[str, str] | None = None
+            if markers is not None:
+                inflight = {}
+                for batch in self._unconfirmed:
+                    inflight.update(batch.markers.get(account.ledger_key, {}))
+                inflight.update(markers.get(account, {}))
+            snapshot = Snapshot(
+                epoch, outcome.version, outcome.fields, inflight, prices.get(account, {})
+            )
+            if await self.recorder.record(account, snapshot):
+                return True
+            log.warning("ledger of %s moved to another epoch; redelivering", account.ledger_key)
+            await self.restorer.invalidate(epoch)
+            return False
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = {a.account: tg.create_task(one(a)) for a in accounts}
+        except* RetryableError as group:
+            raise RetryableError(str(group.exceptions[0])) from group
+        conflicts = self.recorder.conflicts
+        self._metrics.ledger_conflicts.inc(conflicts - self._conflicts_seen)
+        self._conflicts_seen = conflicts
+        return {account: task.result() for account, task in tasks.items()}
+
+    async def _announce(self, outcome: AccountOutcome, terms: list[AccountTerms]) -> None:
+        term = next(t for t in terms if t.account == outcome.account)
+        await self.notifier.announce(
+            state_event(
+                outcome.account,
+                version=outcome.version,
+                period=term.current_period,
+                exhausted=outcome.exhausted,
+                exhausted_kinds=outcome.exhausted_kinds,
+                used=outcome.used,
+                limits=limits_of(term.spec) if term.spec else {},
+                reason=as_reason(outcome.reason),
+            )
+        )
+
+    # ------------------------------------------------------------------ evaluation
+    async def evaluate(self, refs: Iterable[QuotaRef], reason: str) -> None:
+        """Re-decide the exhaustion state of quotas (limit changed, period rolled over)."""
+        now = self._clock()
+        accounts = [
+            keys.Account(ns, name) for ns, name in refs if self.specs.get(ns, name) is not None
+        ]
+        for start in range(0, len(accounts), _EVALUATE_CHUNK):
+            terms = self._terms(accounts[start : start + _EVALUATE_CHUNK], now)
+            epoch = await self.epoch()
+            try:
+                outcome = await self.settler.settle(epoch, terms, [], change_reason=reason)
+            except EpochMismatch as exc:
+                self.restorer.epoch = None
+                raise RetryableError("valkey epoch changed during evaluation") from exc
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                raise RetryableError(f"valkey unavailable: {exc}") from exc
+            prices = {
+                t.account: {t.spec.price_version: PriceList.of(t.spec)} for t in terms if t.spec
+            }
+            recorded = await self._record(epoch, outcome.accounts, None, prices)
+            for account_outcome in outcome.accounts:
+                if account_outcome.notice and recorded[account_outcome.account]:
+                    await self._announce(account_outcome, terms)

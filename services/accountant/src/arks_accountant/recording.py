@@ -1,0 +1,283 @@
+"""The durable copy of every account in NATS KV `arks-ledger`, written before any ack.
+
+One entry per account (see `arks_accountant.keys`): the epoch it belongs to, the
+account hash exactly as the latest SETTLE call left it (`version` orders them), and per
+accountant process the done-markers of the events it applied or found applied but whose
+acks are not yet known to have reached NATS (`inflight`), with the price lists those
+markers name. docs/accountant.md gives the argument why that is enough to stay exactly
+once when Valkey loses everything.
+
+Writes are compare-and-set on the entry's revision. A write whose epoch differs from
+the entry's fails (`record()` returns False): a restore happened after the caller
+applied its batch, whose messages must then be redelivered rather than acked. A write
+carrying an older snapshot than the entry only adds its in-flight markers: the newer
+snapshot already contains its effect. Creating an entry is followed by a check of the
+epoch meta key, so an entry created while a restore lists the bucket is never missed.
+
+Failure modes: NATS errors surface as RetryableError (the caller keeps its batch and
+retries); an entry that does not decode is a PermanentError (someone wrote the bucket).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import nats.errors
+import nats.js.errors
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from arks_accountant import keys
+from arks_accountant.pricing import PriceList
+from arks_accountant.settling import Marker
+from arks_common import subjects
+from arks_common.errors import PermanentError, RetryableError
+from arks_common.messaging import Bus
+
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+_CAS_ATTEMPTS = 100
+
+
+class Inflight(BaseModel):
+    """Done-markers one process wrote the ledger with, whose acks may not have reached NATS."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    at: float = Field(description="Unix time of the write.")
+    markers: dict[str, str] = Field(default_factory=dict, description="request id → marker")
+
+
+class LedgerEntry(BaseModel):
+    """One account's durable state."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    epoch: int
+    version: int
+    fields: dict[str, str]
+    inflight: dict[str, Inflight] = Field(default_factory=dict)
+    prices: dict[str, PriceList] = Field(
+        default_factory=dict, description="Price lists named by in-flight markers, by version."
+    )
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LedgerEntry:
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            raise PermanentError(f"undecodable ledger entry: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one SETTLE call left in an account, and the markers to keep with it."""
+
+    epoch: int
+    version: int
+    fields: Mapping[str, str]
+    markers: Mapping[str, str] | None
+    """None: leave this process's in-flight markers as they are."""
+    prices: Mapping[str, PriceList]
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    key: str
+    revision: int
+    entry: LedgerEntry
+
+
+def _nats_failure(exc: BaseException) -> RetryableError:
+    return RetryableError(f"ledger unavailable: {exc!r}", delay=0.5)
+
+
+class LedgerRecorder:
+    """Compare-and-set writes of account snapshots, with a cache of the last revisions."""
+
+    def __init__(self, bus: Bus, instance_id: str, *, keep_instances: int = 16) -> None:
+        self._bus = bus
+        self._instance = instance_id
+        self._keep = keep_instances
+        self._kv: KeyValue | None = None
+        self._cache: dict[str, tuple[int, LedgerEntry]] = {}
+        self.conflicts = 0
+
+    async def kv(self) -> KeyValue:
+        if self._kv is None:
+            try:
+                self._kv = await self._bus.kv(subjects.LEDGER_BUCKET)
+            except (nats.errors.Error, OSError, TimeoutError) as exc:
+                raise _nats_failure(exc) from exc
+        return self._kv
+
+    def forget(self) -> None:
+        """Drop cached revisions (after a restore rewrote every entry)."""
+        self._cache.clear()
+
+    # ------------------------------------------------------------------ entries
+    async def read(self, key: str) -> tuple[int, LedgerEntry] | None:
+        kv = await self.kv()
+        try:
+            got = await kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise _nats_failure(exc) from exc
+        assert got.revision is not None
+        return got.revision, LedgerEntry.from_bytes(got.value or b"")
+
+    async def read_all(self) -> list[StoredEntry]:
+        """Every account entry (not the meta keys), with its revision."""
+        kv = await self.kv()
+        out: list[StoredEntry] = []
+        try:
+            watcher = await kv.watchall(ignore_deletes=True)
+            try:
+                async for item in watcher:
+                    if item is None:
+                        break
+                    if item.key.startswith("_meta.") or not item.value:
+                        continue
+                    assert item.revision is not None
+                    out.append(
+                        StoredEntry(item.key, item.revision, LedgerEntry.from_bytes(item.value))
+                    )
+            finally:
+                await watcher.stop()  # type: ignore[no-untyped-call]
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise _nats_failure(exc) from exc
+        return out
+
+    async def record(self, account: keys.Account, snapshot: Snapshot) -> bool:
+        """Merge a snapshot into the account's entry; False if the entry has another epoch."""
+        key = account.ledger_key
+        kv = await self.kv()
+        cached = self._cache.get(key)
+        for _ in range(_CAS_ATTEMPTS):
+            current: LedgerEntry | None
+            if cached is None:
+                found = await self.read(key)
+                revision, current = found if found else (0, None)
+            else:
+                revision, current = cached
+            merged = self._merge(current, snapshot)
+            if merged is None:
+                self._cache.pop(key, None)
+                return False
+            try:
+                if revision:
+                    new_revision = await kv.update(key, merged.to_bytes(), last=revision)
+                else:
+                    new_revision = await kv.create(key, merged.to_bytes())
+            except nats.js.errors.KeyWrongLastSequenceError:
+                self.conflicts += 1
+                cached = None
+                continue
+            except (nats.errors.Error, OSError, TimeoutError) as exc:
+                self._cache.pop(key, None)
+                raise _nats_failure(exc) from exc
+            self._cache[key] = (new_revision, merged)
+            return bool(revision) or await self._created_in_epoch(key, new_revision, snapshot)
+        raise RetryableError(f"ledger entry {key} keeps changing under us", delay=0.2)
+
+    def _merge(self, current: LedgerEntry | None, snapshot: Snapshot) -> LedgerEntry | None:
+        if current is not None and current.epoch != snapshot.epoch:
+            return None
+        newer = current is None or snapshot.version >= current.version
+        inflight = dict(current.inflight) if current else {}
+        if snapshot.markers is not None:
+            inflight[self._instance] = Inflight(at=time.time(), markers=dict(snapshot.markers))
+            if len(inflight) > self._keep:
+                ordered = sorted(inflight.items(), key=lambda kv: kv[1].at, reverse=True)
+                inflight = dict(ordered[: self._keep])
+        named = {
+            Marker.parse(m).price_version
+            for flight in inflight.values()
+            for m in flight.markers.values()
+        }
+        prices = {**(current.prices if current else {}), **snapshot.prices}
+        prices = {v: p for v, p in prices.items() if v in named and v}
+        if newer:
+            return LedgerEntry(
+                epoch=snapshot.epoch,
+                version=snapshot.version,
+                fields=dict(snapshot.fields),
+                inflight=inflight,
+                prices=prices,
+            )
+        assert current is not None
+        return current.model_copy(update={"inflight": inflight, "prices": prices})
+
+    async def _created_in_epoch(self, key: str, revision: int, snapshot: Snapshot) -> bool:
+        """After creating an entry: if a restore began meanwhile, it may have listed the
+        bucket before our entry existed; then withdraw the entry (unless the restore
+        already rewrote it) and report failure, so the batch is redelivered."""
+        meta_epoch, _ = await self.meta_epoch()
+        if meta_epoch <= snapshot.epoch:
+            return True
+        kv = await self.kv()
+        try:
+            await kv.delete(key, last=revision)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code not in _WRONG_LAST_SEQUENCE:
+                raise _nats_failure(exc) from exc
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise _nats_failure(exc) from exc
+        self._cache.pop(key, None)
+        return False
+
+    # ------------------------------------------------------------------ epoch
+    async def meta_epoch(self) -> tuple[int, int]:
+        """(epoch, revision) of the restore epoch; (0, 0) before the first restore."""
+        kv = await self.kv()
+        try:
+            got = await kv.get(keys.LEDGER_META_EPOCH)
+        except nats.js.errors.KeyNotFoundError:
+            return 0, 0
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise _nats_failure(exc) from exc
+        assert got.revision is not None
+        try:
+            return int(got.value or b"0"), got.revision
+        except ValueError as exc:
+            raise PermanentError(f"bad ledger epoch {got.value!r}") from exc
+
+    async def set_meta_epoch(self, epoch: int, revision: int) -> bool:
+        """Compare-and-set the epoch; False if it changed since `revision` was read."""
+        kv = await self.kv()
+        try:
+            if revision:
+                await kv.update(keys.LEDGER_META_EPOCH, str(epoch).encode(), last=revision)
+            else:
+                await kv.create(keys.LEDGER_META_EPOCH, str(epoch).encode())
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return False
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise _nats_failure(exc) from exc
+        return True
+
+    async def rewrite(self, stored: StoredEntry, entry: LedgerEntry) -> int | None:
+        """Compare-and-set one entry as a whole (restore); None if it changed meanwhile."""
+        kv = await self.kv()
+        try:
+            revision = await kv.update(stored.key, entry.to_bytes(), last=stored.revision)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return None
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise _nats_failure(exc) from exc
+        self._cache[stored.key] = (revision, entry)
+        return revision
+
+    async def put_fresh(self, key: str, entry: LedgerEntry) -> None:
+        """Write an entry unconditionally (re-seeding a ledger that lost its data)."""
+        kv = await self.kv()
+        try:
+            revision = await kv.put(key, entry.to_bytes())
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise _nats_failure(exc) from exc
+        self._cache[key] = (revision, entry)

@@ -1,0 +1,148 @@
+"""Wiring: the accountant's clients and long-running tasks under `arks_common.runtime`.
+
+Tasks (all stop with `service.stop`): follow quota specs from KV; the watchdog
+(readiness and restore-on-data-loss); the consumer (after the first spec snapshot and
+the first restore check); exhaustion re-evaluation; the status loop; the sweeper.
+`/readyz` is ready when NATS and Valkey are reachable, Valkey holds the ledger's epoch
+and the durable consumer is bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+
+from arks_accountant.accounting import Accountant, Clock
+from arks_accountant.evaluating import evaluate_forever
+from arks_accountant.local_status import LocalStatusWriter
+from arks_accountant.metrics import Metrics
+from arks_accountant.settings import AccountantSettings
+from arks_accountant.specs import QuotaSpecs
+from arks_accountant.status import StatusWriter
+from arks_accountant.status_writing import StatusLoop
+from arks_accountant.sweeping import sweep_forever
+from arks_accountant.watching import CHECKS, CONSUMER_CHECK, watch_health
+from arks_common import subjects
+from arks_common.errors import RetryableError
+from arks_common.events import utcnow
+from arks_common.messaging import Bus, ConsumerSpec
+from arks_common.runtime import Lifespan, Service
+from arks_common.store import ResourceStore
+
+log = logging.getLogger(__name__)
+
+NAME = "arks-accountant"
+
+
+def consumer_spec(settings: AccountantSettings) -> ConsumerSpec:
+    c = settings.consumer
+    return ConsumerSpec(
+        stream=subjects.USAGE_STREAM,
+        durable=subjects.ACCOUNTANT_CONSUMER,
+        filter_subject=subjects.USAGE_ALL,
+        batch=c.batch,
+        max_ack_pending=c.max_ack_pending,
+        ack_wait=c.ack_wait,
+        max_deliver=c.max_deliver,
+        fetch_timeout=c.fetch_timeout,
+    )
+
+
+async def _wait(event: asyncio.Event, stop: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+
+
+async def consume(
+    accountant: Accountant, bus: Bus, settings: AccountantSettings, service: Service
+) -> None:
+    stop = service.stop
+    await _wait(accountant.specs.loaded, stop)
+    while not stop.is_set():
+        try:
+            await accountant.epoch()
+            break
+        except RetryableError as exc:
+            log.warning("waiting for valkey and the ledger: %s", exc.message)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+    if stop.is_set():
+        return
+    await bus.consume(
+        consumer_spec(settings),
+        accountant.handle_batch,
+        stop=stop,
+        on_ready=lambda: service.health.set(CONSUMER_CHECK, True),
+    )
+
+
+def make_lifespan(
+    settings: AccountantSettings,
+    *,
+    clock: Clock = utcnow,
+    status_writer: StatusWriter | None = None,
+) -> Lifespan:
+    """The accountant's lifespan; `status_writer` overrides the one `settings` selects."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(service: Service) -> AsyncIterator[None]:
+        metrics = Metrics.create(service.registry)
+        service.health.require(*CHECKS)
+        bus = await Bus.connect(settings.nats, name=f"{NAME}-{settings.instance_id}")
+        try:
+            await bus.ensure_topology()
+            client = aioredis.Redis.from_url(
+                settings.redis.url,
+                socket_timeout=settings.redis.socket_timeout,
+                socket_connect_timeout=settings.redis.socket_timeout,
+            )
+            try:
+                specs = QuotaSpecs()
+                accountant = Accountant(
+                    bus=bus,
+                    redis=client,
+                    settings=settings,
+                    specs=specs,
+                    metrics=metrics,
+                    stop=service.stop,
+                    clock=clock,
+                )
+                writer = status_writer
+                if writer is None and settings.status.writer == "local":
+                    writer = LocalStatusWriter(ResourceStore(bus))
+                stop = service.stop
+                service.spawn("specs", specs.follow(bus, stop))
+                service.spawn(
+                    "watchdog",
+                    watch_health(
+                        accountant,
+                        bus,
+                        client,
+                        service.health,
+                        stop,
+                        settings.ledger.watchdog_interval,
+                    ),
+                )
+                service.spawn("consume", consume(accountant, bus, settings, service))
+                service.spawn("evaluate", evaluate_forever(accountant, stop))
+                service.spawn(
+                    "status",
+                    StatusLoop(accountant, writer, metrics).run(settings.status.interval, stop),
+                )
+                service.spawn("sweep", sweep_forever(accountant, settings.sweep, metrics, stop))
+                yield None
+            finally:
+                await client.aclose()
+        finally:
+            await bus.close()
+
+    return lifespan

@@ -1,0 +1,259 @@
+"""Settlement: one SETTLE script call applies a whole batch of priced usage events.
+
+The caller states, per account the batch touches, the terms the script needs (current
+period, limits, where its usage goes) and, per event, what to apply. The script returns,
+per event, whether it was applied now or had been before (with the done-marker, which
+says how it was charged then), and per account its new version, its exhaustion state
+(and whether this call crossed it, which happens in exactly one call), and the full
+account hash for the ledger.
+
+Failure modes: `EpochMismatch` when Valkey does not hold the epoch the caller restored
+(it lost its data, or another accountant restored it); redis-py's ConnectionError and
+TimeoutError when Valkey is unreachable; ResponseError when the script fails on a key
+of the wrong type (the caller then settles events one by one to find the culprit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import redis.asyncio as aioredis
+
+from arks_accountant import keys, scripts
+from arks_accountant.pricing import Charge, PriceList
+from arks_common import events, ledger
+
+_DAY = 24 * 3600
+
+
+class EpochMismatch(Exception):
+    """Valkey holds another epoch than the caller's (empty string: none, it must be restored)."""
+
+    def __init__(self, current: str) -> None:
+        super().__init__(f"valkey epoch is {current!r}")
+        self.current = current
+
+
+def period_ttl(period: str) -> int:
+    """How long a period's used counters outlive their period (0: forever)."""
+    if period.startswith("d"):
+        return 4 * _DAY
+    if period.startswith("m"):
+        return 100 * _DAY
+    return 0
+
+
+def prune_before(reset_period: str, now: datetime) -> str:
+    """Account-hash fields of periods older than this id are dropped at a rollover."""
+    if reset_period == ledger.ResetPeriod.DAILY:
+        return ledger.period_id(reset_period, now - timedelta(days=2))
+    if reset_period == ledger.ResetPeriod.MONTHLY:
+        start = ledger.period_start(reset_period, now)
+        assert start is not None
+        return ledger.period_id(reset_period, start - timedelta(days=40))
+    return ""
+
+
+def limits_of(spec: events.QuotaSpec) -> dict[str, int]:
+    """Limit per kind (cost in nanos); kinds without a limit are absent."""
+    out: dict[str, int] = {limit.type: limit.value for limit in spec.limits}
+    if spec.budget_nanos is not None:
+        out[ledger.QuotaKind.COST] = spec.budget_nanos
+    return out
+
+
+@dataclass(frozen=True)
+class AccountTerms:
+    """What the script needs to know about one account beside its events."""
+
+    account: keys.Account
+    spec: events.QuotaSpec | None
+    now: datetime
+
+    @property
+    def current_period(self) -> str:
+        return ledger.period_id(self.spec.reset_period, self.now) if self.spec else ""
+
+    @property
+    def currency(self) -> str:
+        return self.spec.currency if self.spec else "USD"
+
+    def args(self) -> list[str | int | bytes]:
+        account, spec = self.account, self.spec
+        ns, quota = account.namespace, account.quota
+        limits = limits_of(spec) if spec else {}
+        prices = PriceList.of(spec) if spec and quota else None
+        return [
+            account.hash_key,
+            "1" if quota else "0",
+            keys.counter_prefix(ns, quota) if quota else "",
+            ledger.reservation_index_key(ns, quota) if quota else "",
+            "1" if spec and quota else "0",
+            self.current_period,
+            *(limits.get(kind, -1) for kind in keys.KINDS),
+            prune_before(spec.reset_period, self.now) if spec else "",
+            keys.quota_usage_key(ns, quota) if quota else "",
+            keys.namespace_usage_key(ns),
+            keys.cost_field(self.currency),
+            keys.tokens_index_key(ns),
+            keys.endpoints_index_key(ns),
+            keys.quotas_index_key(ns) if quota else "",
+            ns,
+            quota or "",
+            keys.prices_key(ns, quota, prices.version) if quota and prices else "",
+            prices.to_json() if prices else "",
+            ledger.APPLIED_TTL_SECONDS,
+        ]
+
+
+@dataclass(frozen=True)
+class PricedEvent:
+    """One usage event, the account and period it is charged to, and its price."""
+
+    event: events.UsageRecorded
+    account: keys.Account
+    period: str
+    charge: Charge
+
+    @property
+    def marker(self) -> str:
+        """The done-marker value: how the event was charged, to re-bill it identically."""
+        return f"{self.period}|{self.charge.price_version}|{self.charge.nanos}"
+
+    def args(self, account_index: int) -> list[str | int | bytes]:
+        event, account = self.event, self.account
+        ns = account.namespace
+        quota = account.quota
+        return [
+            account_index,
+            event.id,
+            account.done_key(event.id),
+            self.marker,
+            ledger.reservation_key(ns, quota, event.id) if quota else "",
+            self.period if quota else "",
+            period_ttl(self.period) if quota else 0,
+            event.prompt_tokens,
+            event.completion_tokens,
+            event.cached_tokens,
+            self.charge.nanos,
+            event.token_name,
+            event.endpoint,
+            keys.token_usage_key(ns, event.token_name),
+            keys.endpoint_usage_key(ns, event.endpoint),
+        ]
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A done-marker read back: the period, price version and nanos an event was charged."""
+
+    period: str
+    price_version: str
+    nanos: int
+    raw: str
+
+    @classmethod
+    def parse(cls, raw: str) -> Marker:
+        period, _, rest = raw.partition("|")
+        version, _, nanos = rest.rpartition("|")
+        try:
+            return cls(period, version, int(nanos), raw)
+        except ValueError:
+            return cls(period, version, 0, raw)
+
+
+@dataclass(frozen=True)
+class AccountOutcome:
+    account: keys.Account
+    version: int
+    notice: bool
+    exhausted: bool
+    reason: str
+    exhausted_kinds: list[str]
+    used: dict[str, int]
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SettleOutcome:
+    previous: list[Marker | None]
+    """Per event: None if applied by this call, else the marker of its earlier application."""
+    accounts: list[AccountOutcome] = field(default_factory=list)
+
+
+class Settler:
+    """Runs SETTLE (and SWEEP) with EVALSHA, reloading the scripts after a Valkey restart."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._settle = redis.register_script(scripts.SETTLE)
+        self._sweep = redis.register_script(scripts.SWEEP)
+
+    async def settle(
+        self,
+        epoch: int,
+        terms: Sequence[AccountTerms],
+        priced: Sequence[PricedEvent],
+        *,
+        change_reason: str = "",
+    ) -> SettleOutcome:
+        index = {t.account: i for i, t in enumerate(terms, start=1)}
+        argv: list[str | int | bytes] = [
+            keys.EPOCH_KEY,
+            str(epoch),
+            ledger.APPLIED_TTL_SECONDS,
+            len(terms),
+            len(priced),
+            change_reason,
+            *keys.USED_SUFFIXES,
+            *keys.RESERVED_SUFFIXES,
+            keys.NAMESPACES_KEY,
+        ]
+        for t in terms:
+            argv.extend(t.args())
+        for p in priced:
+            argv.extend(p.args(index[p.account]))
+        raw = await self._settle(args=argv)
+        return _parse(raw, terms)
+
+    async def sweep(self, namespace: str, quota: str, now: float, limit: int) -> int:
+        resv_prefix = ledger.reservation_key(namespace, quota, "")
+        argv: list[str | int | float] = [
+            ledger.reservation_index_key(namespace, quota),
+            resv_prefix,
+            keys.counter_prefix(namespace, quota),
+            int(now),
+            limit,
+            *keys.RESERVED_SUFFIXES,
+        ]
+        released = await self._sweep(args=argv)
+        return int(released)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _parse(raw: object, terms: Sequence[AccountTerms]) -> SettleOutcome:
+    assert isinstance(raw, list)
+    if _text(raw[0]) == "EPOCH":
+        raise EpochMismatch(_text(raw[1]))
+    previous = [None if r == 1 else Marker.parse(_text(r)) for r in raw[1]]
+    accounts = []
+    for t, item in zip(terms, raw[2], strict=True):
+        version, notice, exhausted, reason, kinds, used, flat = item
+        fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+        accounts.append(
+            AccountOutcome(
+                account=t.account,
+                version=int(version),
+                notice=bool(notice),
+                exhausted=bool(exhausted),
+                reason=_text(reason),
+                exhausted_kinds=[k for k in _text(kinds).split(",") if k],
+                used={kind.value: int(u) for kind, u in zip(keys.KINDS, used, strict=True)},
+                fields=fields,
+            )
+        )
+    return SettleOutcome(previous, accounts)

@@ -1,0 +1,154 @@
+"""Test and benchmark support: run an accountant in-process, publish usage, wait, read totals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import redis.asyncio as aioredis
+
+from arks_accountant.accounting import Clock
+from arks_accountant.service import make_lifespan
+from arks_accountant.settings import (
+    AccountantSettings,
+    ConsumerSettings,
+    LedgerSettings,
+    StatusSettings,
+    SweepSettings,
+)
+from arks_accountant.status import StatusWriter
+from arks_common import events, ledger, subjects
+from arks_common.messaging import Bus
+from arks_common.runtime import Service, run_until_stopped
+from arks_common.settings import (
+    HealthSettings,
+    NatsSettings,
+    RedisSettings,
+    ShutdownSettings,
+)
+
+
+def make_settings(nats_url: str, redis_url: str, **overrides: object) -> AccountantSettings:
+    values: dict[str, object] = {
+        "nats": NatsSettings(url=nats_url, connect_deadline=10, request_timeout=2),
+        "redis": RedisSettings(url=redis_url, socket_timeout=1),
+        "health": HealthSettings(port=0),
+        "shutdown": ShutdownSettings(drain_timeout=3),
+        "consumer": ConsumerSettings(batch=100, ack_wait=5, fetch_timeout=0.2),
+        "status": StatusSettings(writer="none", interval=0.2),
+        "sweep": SweepSettings(interval=0.2),
+        "ledger": LedgerSettings(watchdog_interval=0.1),
+        "publish_timeout": 3,
+    }
+    values.update(overrides)
+    return AccountantSettings.model_validate(values)
+
+
+class FakeClock:
+    """A settable UTC clock."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, **delta: float) -> None:
+        self.at += timedelta(**delta)
+
+
+@dataclass
+class Running:
+    service: Service
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+    extras: dict[str, object] = field(default_factory=dict)
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.service.registry.get_sample_value(name, labels or None)
+        return value or 0.0
+
+
+@contextlib.asynccontextmanager
+async def running_accountant(
+    settings: AccountantSettings,
+    *,
+    clock: Clock | None = None,
+    status_writer: StatusWriter | None = None,
+    ready: bool = True,
+) -> AsyncIterator[Running]:
+    stop = asyncio.Event()
+    started: asyncio.Future[Service] = asyncio.get_running_loop().create_future()
+    lifespan = make_lifespan(
+        settings, clock=clock or (lambda: datetime.now(UTC)), status_writer=status_writer
+    )
+    task = asyncio.create_task(
+        run_until_stopped(
+            "arks-accountant", settings, lifespan, stop, on_started=started.set_result
+        ),
+        name="test-accountant",
+    )
+    try:
+        service = await asyncio.wait_for(asyncio.shield(started), 20)
+        running = Running(service, stop, task)
+        if ready:
+            await wait_for(lambda: service.health.ready, timeout=20, what="accountant ready")
+        yield running
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+async def wait_for(
+    predicate: Callable[[], bool | Awaitable[bool]], *, timeout: float = 15, what: str = ""
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.05)
+
+
+async def publish_usage(bus: Bus, *usage: events.UsageRecorded, msg_id: str | None = None) -> None:
+    for event in usage:
+        headers = {events.MSG_ID_HEADER: msg_id} if msg_id else None
+        await bus.publish(
+            subjects.usage_subject(event.namespace, event.endpoint), event, headers=headers
+        )
+
+
+async def put_spec(bus: Bus, spec: events.QuotaSpec) -> None:
+    kv = await bus.kv(subjects.QUOTAS_BUCKET)
+    await kv.put(subjects.namespaced_key(spec.namespace, spec.name), spec.to_bytes())
+
+
+async def used(
+    redis: aioredis.Redis, namespace: str, quota: str, period: str = "lifetime"
+) -> dict[str, int]:
+    out = {}
+    for kind in ledger.QuotaKind:
+        raw = await redis.get(ledger.used_key(namespace, quota, period, kind))
+        out[kind.value] = int(raw or 0)
+    return out
+
+
+def expected_used(usage: list[events.UsageRecorded]) -> dict[str, int]:
+    return {
+        "prompt": sum(e.prompt_tokens for e in usage),
+        "response": sum(e.completion_tokens for e in usage),
+        "total": sum(e.prompt_tokens + e.completion_tokens for e in usage),
+    }
+
+
+async def stream_messages(bus: Bus, stream: str) -> int:
+    info = await bus.js.stream_info(stream)
+    return int(info.state.messages)

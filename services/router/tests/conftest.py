@@ -1,0 +1,333 @@
+"""Fixtures of the router's tests: real engine simulators, real routers, real brokers.
+
+- `sims`: starts `arks-engine-sim` subprocesses (`await sims.start(name, **env)` ->
+  base URL), time-scaled so tests stay fast; stopped by PID at the end.
+- `routers`: `await routers.start(**overrides)` runs the router in-process on a real
+  uvicorn socket (port 0); `await routers.spawn(**env)` runs the `arks-router`
+  console script as a subprocess (for multi-process and restart tests).
+- `state`: writes route tables, token grants and quotas into the KV buckets the
+  router watches, as the reconciler would.
+- `usage_events(bus)`: every UsageRecorded in the ARKS_USAGE stream, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats.js.errors
+import openai
+import pytest
+
+from arks_common import subjects
+from arks_common.embedded import free_port
+from arks_common.events import (
+    EndpointGrant,
+    QuotaSpec,
+    RateLimitValue,
+    RouteBackend,
+    RouteTable,
+    TokenGrant,
+    UsageRecorded,
+)
+from arks_common.messaging import Bus
+from arks_common.runtime import Service, run_until_stopped
+from arks_router.app import lifespan
+from arks_router.settings import RouterSettings
+
+BIN = Path(sys.executable).parent
+SIM_SCRIPT = str(BIN / "arks-engine-sim")
+ROUTER_SCRIPT = str(BIN / "arks-router")
+TIME_SCALE = "50"
+
+
+async def wait_http(url: str, timeout: float = 20.0, proc: Any = None) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        while True:
+            if proc is not None and proc.returncode is not None:
+                raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url)).status_code == 200:
+                    return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{url} did not become ready")
+            await asyncio.sleep(0.05)
+
+
+async def stop_process(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+# ----------------------------------------------------------------------------- sims
+
+
+@dataclass
+class Sims:
+    workdir: Path
+    procs: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    async def start(self, name: str = "m", **env: str) -> str:
+        port = free_port()
+        log = (self.workdir / f"sim-{port}.log").open("ab")
+        sim_env = {"ARKS_SIM_TIME_SCALE": TIME_SCALE, **{f"ARKS_SIM_{k.upper()}": v for k, v in env.items()}}
+        proc = await asyncio.create_subprocess_exec(
+            SIM_SCRIPT,
+            "--model",
+            name,
+            "--served-model-name",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--uvicorn-log-level",
+            "warning",
+            stdout=log,
+            stderr=log,
+            env={**os.environ, **sim_env},
+        )
+        log.close()
+        self.procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        await wait_http(url + "/health", proc=proc)
+        return url
+
+    async def stop_all(self) -> None:
+        for proc in self.procs:
+            await stop_process(proc)
+
+
+@pytest.fixture
+async def sims(tmp_path: Path) -> AsyncIterator[Sims]:
+    running = Sims(tmp_path)
+    try:
+        yield running
+    finally:
+        await running.stop_all()
+
+
+# ----------------------------------------------------------------------------- routers
+
+
+@dataclass
+class RouterHandle:
+    url: str
+    service: Service | None = None
+    proc: asyncio.subprocess.Process | None = None
+    stop_event: asyncio.Event | None = None
+    task: asyncio.Task[None] | None = None
+
+    def openai(self, api_key: str) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=api_key, max_retries=0)
+
+    async def stop(self) -> None:
+        if self.task is not None and self.stop_event is not None:
+            self.stop_event.set()
+            await self.task
+            self.task = None
+        if self.proc is not None:
+            await stop_process(self.proc)
+
+
+@dataclass
+class Routers:
+    workdir: Path
+    nats_url: str
+    redis_url: str
+    running: list[RouterHandle] = field(default_factory=list)
+
+    def settings(self, **overrides: Any) -> RouterSettings:
+        values: dict[str, Any] = {
+            "nats": {"url": self.nats_url, "connect_deadline": 10},
+            "redis": {"url": self.redis_url, "socket_timeout": 0.5},
+            "http": {"port": 0},
+            "usage": {"spool_dir": str(self.workdir / "spool"), "publish_timeout": 0.5},
+            "shutdown": {"drain_timeout": 5},
+        }
+        for group, value in overrides.items():
+            if isinstance(value, dict) and isinstance(values.get(group), dict):
+                values[group] = {**values[group], **value}
+            else:
+                values[group] = value
+        return RouterSettings.model_validate(values)
+
+    async def start(self, **overrides: Any) -> RouterHandle:
+        settings = self.settings(**overrides)
+        stop = asyncio.Event()
+        started: asyncio.Future[Service] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(
+            run_until_stopped("arks-router", settings, lifespan, stop, on_started=started.set_result),
+            name="router-under-test",
+        )
+        done, _ = await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()
+            raise RuntimeError("router stopped before it started")
+        service = started.result()
+        handle = RouterHandle(f"http://127.0.0.1:{service.http_port}", service, None, stop, task)
+        self.running.append(handle)
+        await wait_http(handle.url + "/readyz")
+        return handle
+
+    async def spawn(self, *, ready: bool = True, **env: str) -> RouterHandle:
+        port = free_port()
+        variables = {
+            "ARKS_NATS__URL": self.nats_url,
+            "ARKS_NATS__CONNECT_DEADLINE": "10",
+            "ARKS_REDIS__URL": self.redis_url,
+            "ARKS_HTTP__PORT": str(port),
+            "ARKS_USAGE__SPOOL_DIR": str(self.workdir / "spool"),
+            "ARKS_USAGE__PUBLISH_TIMEOUT": "0.5",
+            "ARKS_TELEMETRY__LOG_JSON": "false",
+            **env,
+        }
+        log = (self.workdir / f"router-{port}.log").open("ab")
+        proc = await asyncio.create_subprocess_exec(
+            ROUTER_SCRIPT, stdout=log, stderr=log, env={**os.environ, **variables}
+        )
+        log.close()
+        handle = RouterHandle(f"http://127.0.0.1:{port}", proc=proc)
+        self.running.append(handle)
+        if ready:
+            await wait_http(handle.url + "/readyz", proc=proc)
+        return handle
+
+    async def stop_all(self) -> None:
+        for handle in self.running:
+            await handle.stop()
+
+
+@pytest.fixture
+async def routers(tmp_path: Path, nats_server: Any, valkey_server: Any, bus: Bus) -> AsyncIterator[Routers]:
+    running = Routers(tmp_path, nats_server.url, valkey_server.url)
+    try:
+        yield running
+    finally:
+        await running.stop_all()
+
+
+# ----------------------------------------------------------------------------- KV state
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class State:
+    bus: Bus
+
+    async def route(
+        self,
+        endpoint: str,
+        urls: list[str],
+        *,
+        namespace: str = "default",
+        weights: list[int] | None = None,
+        **fields: Any,
+    ) -> RouteTable:
+        table = RouteTable(
+            namespace=namespace,
+            endpoint=endpoint,
+            backends=[
+                RouteBackend(name=f"{endpoint}-{i}", url=url, weight=(weights or [1] * len(urls))[i])
+                for i, url in enumerate(urls)
+            ],
+            **fields,
+        )
+        kv = await self.bus.kv(subjects.ROUTES_BUCKET)
+        await kv.put(subjects.namespaced_key(namespace, endpoint), table.to_bytes())
+        return table
+
+    async def token(
+        self,
+        token: str,
+        endpoints: list[str],
+        *,
+        namespace: str = "default",
+        name: str = "tok",
+        quota: str | None = None,
+        **limits: int,
+    ) -> TokenGrant:
+        grant = TokenGrant(
+            namespace=namespace,
+            token_name=name,
+            grants=[
+                EndpointGrant(
+                    endpoint=endpoint,
+                    rate_limits=[RateLimitValue(type=k, value=v) for k, v in limits.items()],  # type: ignore[arg-type]
+                    quota=quota,
+                )
+                for endpoint in endpoints
+            ],
+        )
+        kv = await self.bus.kv(subjects.TOKENS_BUCKET)
+        await kv.put(digest(token), grant.to_bytes())
+        return grant
+
+    async def quota(self, spec: QuotaSpec) -> None:
+        kv = await self.bus.kv(subjects.QUOTAS_BUCKET)
+        await kv.put(subjects.namespaced_key(spec.namespace, spec.name), spec.to_bytes())
+
+
+@pytest.fixture
+def state(bus: Bus) -> State:
+    return State(bus)
+
+
+@dataclass
+class UsageLog:
+    bus: Bus
+
+    async def all(self) -> list[UsageRecorded]:
+        """Every UsageRecorded in the ARKS_USAGE stream, in stream order."""
+        try:
+            info = await self.bus.js.stream_info(subjects.USAGE_STREAM)
+        except nats.js.errors.NotFoundError:
+            return []
+        events: list[UsageRecorded] = []
+        if info.state.messages == 0:
+            return events
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                msg = await self.bus.js.get_msg(subjects.USAGE_STREAM, seq)
+                events.append(UsageRecorded.from_bytes(msg.data or b""))
+        return events
+
+    async def wait(
+        self,
+        count: int,
+        timeout: float = 10.0,
+        check: Callable[[list[UsageRecorded]], bool] | None = None,
+    ) -> list[UsageRecorded]:
+        """At least `count` events (and `check` true of them), or fail after `timeout`."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            events = await self.all()
+            if len(events) >= count and (check is None or check(events)):
+                return events
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"expected {count} usage events, found {len(events)}")
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def usage(bus: Bus) -> UsageLog:
+    return UsageLog(bus)

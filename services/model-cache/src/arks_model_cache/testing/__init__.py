@@ -1,0 +1,1 @@
+"""Test support of the model cache: a fake Hugging Face Hub (`fakehub`)."""

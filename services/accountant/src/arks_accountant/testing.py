@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig
 
-from arks_accountant.accounting import Clock
-from arks_accountant.service import make_lifespan
+from arks_accountant.accounting import Accountant, Clock
+from arks_accountant.metrics import Metrics
+from arks_accountant.service import consumer_spec, make_lifespan
 from arks_accountant.settings import (
     AccountantSettings,
     ConsumerSettings,
@@ -20,9 +23,10 @@ from arks_accountant.settings import (
     StatusSettings,
     SweepSettings,
 )
+from arks_accountant.specs import QuotaSpecs
 from arks_accountant.status import StatusWriter
-from arks_common import events, ledger, subjects
-from arks_common.messaging import Bus
+from arks_common import events, ledger, subjects, telemetry
+from arks_common.messaging import Bus, KvSnapshot
 from arks_common.runtime import Service, run_until_stopped
 from arks_common.settings import (
     HealthSettings,
@@ -96,7 +100,7 @@ async def running_accountant(
         service = await asyncio.wait_for(asyncio.shield(started), 20)
         running = Running(service, stop, task)
         if ready:
-            await wait_for(lambda: service.health.ready, timeout=20, what="accountant ready")
+            await wait_for(lambda: service.health.ready, within=20, what="accountant ready")
         yield running
     finally:
         stop.set()
@@ -104,9 +108,9 @@ async def running_accountant(
 
 
 async def wait_for(
-    predicate: Callable[[], bool | Awaitable[bool]], *, timeout: float = 15, what: str = ""
+    predicate: Callable[[], bool | Awaitable[bool]], *, within: float = 15, what: str = ""
 ) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         result = predicate()
         if not isinstance(result, bool):
@@ -147,6 +151,64 @@ def expected_used(usage: list[events.UsageRecorded]) -> dict[str, int]:
         "response": sum(e.completion_tokens for e in usage),
         "total": sum(e.prompt_tokens + e.completion_tokens for e in usage),
     }
+
+
+@contextlib.asynccontextmanager
+async def standalone_accountant(
+    bus: Bus,
+    redis: aioredis.Redis,
+    settings: AccountantSettings,
+    *,
+    specs: list[events.QuotaSpec] | None = None,
+    clock: Clock | None = None,
+) -> AsyncIterator[Accountant]:
+    """An Accountant without the service around it: the test feeds it batches itself."""
+    quota_specs = QuotaSpecs()
+    quota_specs.apply(
+        KvSnapshot(
+            {subjects.namespaced_key(s.namespace, s.name): s.to_bytes() for s in specs or []}
+        )
+    )
+    stop = asyncio.Event()
+    accountant = Accountant(
+        bus=bus,
+        redis=redis,
+        settings=settings,
+        specs=quota_specs,
+        metrics=Metrics.create(telemetry.new_registry()),
+        stop=stop,
+        clock=clock or (lambda: datetime.now(UTC)),
+    )
+    await accountant.epoch()
+    try:
+        yield accountant
+    finally:
+        stop.set()
+
+
+async def fetch_unacked(bus: Bus, settings: AccountantSettings, count: int) -> list[Msg]:
+    """Fetch messages through the accountant's durable consumer without acking them."""
+    spec = consumer_spec(settings)
+    sub = await bus.js.pull_subscribe(
+        spec.filter_subject,
+        durable=spec.durable,
+        stream=spec.stream,
+        config=ConsumerConfig(
+            durable_name=spec.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=spec.ack_wait,
+            max_deliver=spec.max_deliver,
+            max_ack_pending=spec.max_ack_pending,
+            filter_subject=spec.filter_subject,
+        ),
+    )
+    try:
+        got: list[Msg] = []
+        while len(got) < count:
+            got.extend(await sub.fetch(count - len(got), timeout=5))
+        return got
+    finally:
+        await sub.unsubscribe()
 
 
 async def stream_messages(bus: Bus, stream: str) -> int:

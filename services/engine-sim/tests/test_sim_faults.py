@@ -144,9 +144,12 @@ async def test_slow_start_answers_503_until_loaded(start_sim, openai_schemas):
 
 async def test_refuses_connections_while_loading(start_sim, unused_port):
     port = unused_port
-    async with start_sim(
-        port=port, startup_delay=0.6, time_scale=1, while_loading="refuse", wait="nothing"
-    ) as sim, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+    async with (
+        start_sim(
+            port=port, startup_delay=0.6, time_scale=1, while_loading="refuse", wait="nothing"
+        ) as sim,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+    ):
         with pytest.raises(httpx.ConnectError):
             await http.get("/health")
         async with asyncio.timeout(10):

@@ -92,7 +92,23 @@ def parse_arguments(argv: list[str]) -> ParsedArguments:
     if args and not args[0].startswith("-"):
         positional_model = args.pop(0)
     namespace, unknown = build_parser().parse_known_args(args)
+    if positional_model is None:
+        positional_model, unknown = _positional_among(unknown)
     values: dict[str, Any] = vars(namespace)
     if positional_model is not None:
         values.setdefault("model", positional_model)
     return ParsedArguments(settings=SimSettings(**values), ignored=unknown)
+
+
+def _positional_among(unknown: list[str]) -> tuple[str | None, list[str]]:
+    """`... --port 8000 /models/x ...`: a bare token that does not follow an unknown
+    `--flag` (whose value it would be) is the positional model. Ambiguous after an
+    unknown boolean flag (`--enforce-eager /models/x`), hence `--model` is preferred."""
+    for index, token in enumerate(unknown):
+        if token.startswith("-"):
+            continue
+        previous = unknown[index - 1] if index else ""
+        if previous.startswith("--") and "=" not in previous:
+            continue
+        return token, unknown[:index] + unknown[index + 1 :]
+    return None, unknown

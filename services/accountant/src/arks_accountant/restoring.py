@@ -145,9 +145,11 @@ class Restorer:
             epoch = old + 1
             if await self._recorder.set_meta_epoch(epoch, revision):
                 break
-        log.warning(
-            "valkey holds no accountant epoch: restoring it from the ledger (epoch %s)", epoch
-        )
+        first = old == 0
+        if first:
+            log.info("first start: the ledger is empty, valkey starts at epoch 1")
+        else:
+            log.warning("valkey holds no accountant epoch: restoring it from the ledger")
         accounts: list[tuple[keys.Account, LedgerEntry]] = []
         for stored in await self._recorder.read_all():
             entry = await self._adopt(stored, epoch)
@@ -161,7 +163,8 @@ class Restorer:
         self._recorder.forget()
         self.epoch = epoch
         self.restores += 1
-        log.warning("restored %d accounts into valkey (epoch %s)", len(accounts), epoch)
+        if accounts or not first:
+            log.warning("restored %d accounts into valkey (epoch %s)", len(accounts), epoch)
         return Restored(epoch, accounts)
 
     async def _adopt(self, stored: StoredEntry, epoch: int) -> LedgerEntry | None:

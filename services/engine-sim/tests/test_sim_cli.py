@@ -160,3 +160,10 @@ async def test_invalid_flag_value_exits_with_code_2(spawn_sim):
         code = await sim.process.wait()
     assert code == 2
     assert "max_num_seqs" in await sim.stderr_text()
+
+
+def test_docs_list_every_flag_and_env_var():
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "engine-sim.md").read_text()
+    for name in SimSettings.model_fields:
+        assert f"`--{name.replace('_', '-')}" in docs, name
+        assert f"`ARKS_SIM_{name.upper()}`" in docs, name

@@ -168,3 +168,11 @@ async def test_startup_reads_the_model_directory(start_sim, tmp_path: Path):
         async with sim.http() as http:
             card = (await http.get("/v1/models")).json()["data"][0]
     assert card["id"] == str(tmp_path)  # no --served-model-name: the path itself
+
+
+async def test_crash_after_zero_exits_once_loaded(spawn_sim):
+    sim = await spawn_sim("--fault-crash-after", "0", "--startup-delay", "0.2")
+    async with asyncio.timeout(15):
+        code = await sim.process.wait()
+    assert code == 1
+    assert "model loaded" in await sim.stderr_text()

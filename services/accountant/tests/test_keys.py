@@ -1,0 +1,39 @@
+"""The accountant's key layout agrees with arks_common.ledger and round-trips."""
+
+from __future__ import annotations
+
+from arks_accountant import keys
+from arks_common import ledger
+
+
+def test_counter_templates_build_the_ledger_keys() -> None:
+    prefix = keys.counter_prefix("team-a", "gold.tier")
+    for kind, used_suffix, reserved_suffix in zip(
+        keys.KINDS, keys.USED_SUFFIXES, keys.RESERVED_SUFFIXES, strict=True
+    ):
+        assert prefix + "d2026-01-02" + used_suffix == ledger.used_key(
+            "team-a", "gold.tier", "d2026-01-02", kind
+        )
+        assert prefix + "m2026-01" + reserved_suffix == ledger.reserved_key(
+            "team-a", "gold.tier", "m2026-01", kind
+        )
+
+
+def test_accounts_round_trip_through_their_keys() -> None:
+    for account in (
+        keys.Account("team-a", "gold.tier"),
+        keys.Account("team-a", None, "tok-1"),
+        keys.Account("default", "token"),
+    ):
+        assert keys.Account.from_ledger_key(account.ledger_key) == account
+        assert keys.Account.from_hash_key(account.hash_key) == account
+    assert keys.Account.from_hash_key("arks:acct:nonsense") is None
+
+
+def test_quota_and_token_accounts_never_collide() -> None:
+    quota = keys.Account("ns", "x")
+    token = keys.Account("ns", None, "x")
+    assert quota.ledger_key != token.ledger_key
+    assert quota.hash_key != token.hash_key
+    assert quota.done_key("r1") == ledger.applied_key("ns", "x", "r1")
+    assert quota.done_key("r1") != token.done_key("r1")

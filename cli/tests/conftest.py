@@ -48,3 +48,12 @@ def arks(
         return Result(code, captured.out, captured.err)
 
     return run
+
+
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    """Poll `predicate` (something outside this event loop: a process, a file) for 20 s."""
+    async with asyncio.timeout(20.0):
+        while True:
+            if predicate():
+                return
+            await asyncio.sleep(0.05)

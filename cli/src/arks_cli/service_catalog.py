@@ -5,12 +5,13 @@ the launcher sets:
 
 - all: `ARKS_NATS__URL`, `ARKS_REDIS__URL`, `ARKS_HEALTH__HOST=127.0.0.1`,
   `ARKS_HEALTH__PORT` (a distinct free port), `ARKS_TELEMETRY__LOG_JSON=true`;
-- arks-reconciler: `ARKS_PLATFORM=local`, `ARKS_LOCAL__DATA_DIR`, `ARKS_LOCAL__LOG_DIR`,
-  `ARKS_LOCAL__MODELS_DIR` (all under `.arks/`);
+- arks-reconciler: `ARKS_PLATFORM=local`, `ARKS_LOCAL__DATA_DIR=.arks`,
+  `ARKS_LOCAL__LOG_DIR=.arks/logs` (replica logs), `ARKS_LOCAL__MODELS_DIR=.arks/models`,
+  `ARKS_LOCAL__STOP_ON_EXIT=true` (replicas stop with the stack);
 - arks-router: `ARKS_HTTP__HOST=127.0.0.1`, `ARKS_HTTP__PORT` (8080 by default; its
   `/readyz` is on that port), `ARKS_USAGE__SPOOL_DIR=.arks/router-spool`;
 - arks-accountant: the common variables;
-- arks-model-cache: `ARKS_CACHE__DIR=.arks/model-cache`.
+- arks-model-cache: `ARKS_CACHE__ROOT=.arks/models` (the same root the reconciler uses).
 
 Anything else the user exported (`ARKS_LOCAL__SIM_TIME_SCALE=20`, ...) passes through;
 the variables above win. A service whose console script or module is missing from this
@@ -60,10 +61,6 @@ class StackPaths:
     @property
     def models(self) -> Path:
         return self.root / "models"
-
-    @property
-    def model_cache(self) -> Path:
-        return self.root / "model-cache"
 
     @property
     def router_spool(self) -> Path:
@@ -139,6 +136,9 @@ def plan(
                     "ARKS_LOCAL__DATA_DIR": str(paths.root),
                     "ARKS_LOCAL__LOG_DIR": str(paths.logs),
                     "ARKS_LOCAL__MODELS_DIR": str(paths.models),
+                    # The whole stack stops together: take the replicas down too (a
+                    # crashed reconciler still leaves them to its successor to adopt).
+                    "ARKS_LOCAL__STOP_ON_EXIT": "true",
                 }
             )
         elif name == ROUTER:
@@ -151,7 +151,7 @@ def plan(
             )
             ready_url = f"http://{HOST}:{router_port}/readyz"
         elif name == MODEL_CACHE:
-            env["ARKS_CACHE__DIR"] = str(paths.model_cache)
+            env["ARKS_CACHE__ROOT"] = str(paths.models)
         specs.append(
             ChildSpec(
                 name=name,

@@ -1,18 +1,25 @@
-"""`arks usage`: token (and money) usage from the accountant's counters in Redis/Valkey.
+"""`arks usage`: what tokens, endpoints, quotas and namespaces used, from Redis/Valkey.
 
-Quota counters follow `arks_common.ledger`: `used:<kind>` per quota and period, applied
-exactly once per request by the accountant (`reserved:<kind>` holds in-flight
-reservations). The report shows the current period of each quota (from its ArksQuota
-`resetPeriod`; every period found when the ArksQuota is gone), with its limits.
-`--by namespace` sums the quotas of each namespace.
+The numbers are the accountant's, applied exactly once per request. Two key families:
+
+- `arks_common.ledger` quota counters, `used:<kind>` per quota and period (what admission
+  checks): `--by quota` shows the current period of each quota (from its ArksQuota's
+  `resetPeriod`) next to its limits and money budget;
+- the accountant's lifetime usage hashes (docs/accountant.md, `arks_accountant.keys`):
+  `arks:usage:{<ns>}:token:<name>`, `...:endpoint:<name>`, `...:quota:<name>`,
+  `...:all`, listed by the sets `arks:usage:{<ns>}:tokens|endpoints|quotas` and
+  `arks:usage:namespaces`; fields `requests`, `prompt`, `cached`, `completion`, `total`
+  and `cost_nanos:<CUR>`. They are the accountant's layout, read here (services and the
+  CLI never import each other), so a rename there must be made here too; the CLI's tests
+  run a real accountant to catch that.
 """
 
 from __future__ import annotations
 
-import re
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Final
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -26,24 +33,82 @@ from arks_common.messaging import Bus
 from arks_common.resources import ArksQuota, ResourceError, parse_resource
 from arks_common.store import ResourceStore
 
-KINDS = (ledger.QuotaKind.PROMPT, ledger.QuotaKind.RESPONSE, ledger.QuotaKind.TOTAL)
-_USED_KEY = re.compile(
-    r"^arks:quota:\{(?P<namespace>[^/}]+)/(?P<quota>[^}]+)\}:(?P<period>[^:]+):used:(?P<kind>\w+)$"
-)
+GROUPINGS: Final = ("namespace", "token", "endpoint", "quota")
+NAMESPACES_KEY: Final = "arks:usage:namespaces"
+COST_PREFIX: Final = "cost_nanos:"
+_INDEX: Final = {"token": "tokens", "endpoint": "endpoints", "quota": "quotas"}
+LIMITED_KINDS: Final = ("prompt", "response", "total")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def usage_key(namespace: str, by: str, name: str | None = None) -> str:
+    """The accountant's lifetime usage hash of a token, endpoint, quota or namespace."""
+    prefix = f"arks:usage:{{{namespace}}}:"
+    return f"{prefix}all" if by == "namespace" else f"{prefix}{by}:{name}"
+
+
+def index_key(namespace: str, by: str) -> str:
+    """The set listing a namespace's tokens, endpoints or quotas with usage."""
+    return f"arks:usage:{{{namespace}}}:{_INDEX[by]}"
 
 
 @dataclass
-class Row:
-    """Usage of one group (a quota and period, a namespace, ...)."""
+class Usage:
+    """Lifetime usage of one token, endpoint, quota or namespace."""
 
-    namespace: str
-    name: str
+    requests: int = 0
+    prompt: int = 0
+    cached: int = 0
+    completion: int = 0
+    total: int = 0
+    cost_nanos: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[bytes | str, bytes | str]) -> Usage:
+        values = {_text(k): int(v) for k, v in raw.items()}
+        return cls(
+            requests=values.get("requests", 0),
+            prompt=values.get("prompt", 0),
+            cached=values.get("cached", 0),
+            completion=values.get("completion", 0),
+            total=values.get("total", 0),
+            cost_nanos={
+                k.removeprefix(COST_PREFIX): v
+                for k, v in values.items()
+                if k.startswith(COST_PREFIX)
+            },
+        )
+
+    def cost(self) -> str:
+        if not self.cost_nanos:
+            return "0"
+        return ", ".join(
+            f"{format(ledger.from_nanos(n), 'f')} {currency}"
+            for currency, n in sorted(self.cost_nanos.items())
+        )
+
+
+@dataclass
+class QuotaPeriod:
+    """The current period of a quota: used against limits, money against the budget."""
+
     period: str
     used: dict[str, int] = field(default_factory=dict)
     limits: dict[str, int] = field(default_factory=dict)
     spent_nanos: int = 0
-    budget: str | None = None
+    budget: Decimal | None = None
     currency: str = "USD"
+
+
+@dataclass
+class Row:
+    namespace: str
+    name: str
+    usage: Usage
+    quota: QuotaPeriod | None = None
 
 
 @dataclass(frozen=True)
@@ -52,31 +117,17 @@ class Report:
     rows: list[Row]
 
 
-async def _scan_used(
-    client: aioredis.Redis, namespace: str | None
-) -> dict[tuple[str, str, str], dict[str, int]]:
-    pattern = ledger.used_key(namespace or "*", "*", "*", ledger.QuotaKind.TOTAL)
-    pattern = pattern.removesuffix(ledger.QuotaKind.TOTAL.value) + "*"
-    counters: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
-    keys = [key async for key in client.scan_iter(match=pattern, count=500)]
-    if not keys:
-        return {}
-    values = await client.mget(keys)
-    for raw_key, value in zip(keys, values, strict=True):
-        key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
-        match = _USED_KEY.match(key)
-        if match is None or value is None:
-            continue
-        group = (match["namespace"], match["quota"], match["period"])
-        counters[group][match["kind"]] = int(value)
-    return counters
+async def _namespaces(client: aioredis.Redis, namespace: str | None) -> list[str]:
+    if namespace is not None:
+        return [namespace]
+    members = await client.smembers(NAMESPACES_KEY)
+    return sorted(_text(m) for m in members)
 
 
 async def _quotas(bus: Bus, namespace: str | None) -> dict[tuple[str, str], ArksQuota]:
-    store = ResourceStore(bus)
     found: dict[tuple[str, str], ArksQuota] = {}
     try:
-        objects = await store.list("ArksQuota", namespace)
+        objects = await ResourceStore(bus).list("ArksQuota", namespace)
     except ArksError:
         return found
     for obj in objects:
@@ -89,104 +140,125 @@ async def _quotas(bus: Bus, namespace: str | None) -> dict[tuple[str, str], Arks
     return found
 
 
-def _quota_rows(
-    counters: dict[tuple[str, str, str], dict[str, int]],
-    quotas: dict[tuple[str, str], ArksQuota],
-) -> list[Row]:
+async def _period(client: aioredis.Redis, ns: str, name: str, quota: ArksQuota) -> QuotaPeriod:
+    period = ledger.period_id(quota.spec.reset_period)
+    kinds = [*LIMITED_KINDS, ledger.QuotaKind.COST.value]
+    values = await client.mget([ledger.used_key(ns, name, period, k) for k in kinds])
+    counts = {k: int(v) if v is not None else 0 for k, v in zip(kinds, values, strict=True)}
+    result = QuotaPeriod(
+        period=period,
+        used={k: counts[k] for k in LIMITED_KINDS},
+        limits={item.type: item.value for item in quota.spec.quotas},
+        spent_nanos=counts[ledger.QuotaKind.COST.value],
+    )
+    if quota.spec.budget is not None:
+        result.budget = quota.spec.budget.limit
+        result.currency = quota.spec.budget.currency
+    return result
+
+
+async def _rows(client: aioredis.Redis, bus: Bus, namespace: str | None, by: str) -> list[Row]:
     rows: list[Row] = []
-    current = {key: ledger.period_id(q.spec.reset_period) for key, q in quotas.items()}
-    seen: set[tuple[str, str]] = set()
-    for (namespace, name, period), used in sorted(counters.items()):
-        quota = quotas.get((namespace, name))
-        if quota is not None and period != current[(namespace, name)]:
-            continue  # an earlier period of a resetting quota
-        seen.add((namespace, name))
-        rows.append(_row(namespace, name, period, used, quota))
-    for (namespace, name), quota in sorted(quotas.items()):
-        if (namespace, name) not in seen:
-            rows.append(_row(namespace, name, current[(namespace, name)], {}, quota))
+    quotas = await _quotas(bus, namespace) if by == "quota" else {}
+    for ns in await _namespaces(client, namespace):
+        if by == "namespace":
+            raw = await client.hgetall(usage_key(ns, "namespace"))
+            if raw:
+                rows.append(Row(ns, ns, Usage.from_hash(raw)))
+            continue
+        names = {_text(m) for m in await client.smembers(index_key(ns, by))}
+        names |= {name for (q_ns, name) in quotas if q_ns == ns}
+        for name in sorted(names):
+            usage = Usage.from_hash(await client.hgetall(usage_key(ns, by, name)))
+            quota = quotas.get((ns, name))
+            period = await _period(client, ns, name, quota) if quota is not None else None
+            rows.append(Row(ns, name, usage, period))
+    if by == "quota" and namespace is None:
+        # Quotas that exist but never saw a request, in namespaces without usage yet.
+        seen = {(r.namespace, r.name) for r in rows}
+        for (ns, name), quota in sorted(quotas.items()):
+            if (ns, name) not in seen:
+                rows.append(Row(ns, name, Usage(), await _period(client, ns, name, quota)))
     return rows
 
 
-def _row(
-    namespace: str, name: str, period: str, used: dict[str, int], quota: ArksQuota | None
-) -> Row:
-    row = Row(namespace, name, period, used={k: used.get(k, 0) for k in KINDS})
-    row.spent_nanos = used.get(ledger.QuotaKind.COST, 0)
-    if quota is not None:
-        row.limits = {item.type: item.value for item in quota.spec.quotas}
-        if quota.spec.budget is not None:
-            row.budget = format(quota.spec.budget.limit, "f")
-            row.currency = quota.spec.budget.currency
-    return row
-
-
-def _by_namespace(rows: Iterable[Row]) -> list[Row]:
-    totals: dict[str, Row] = {}
-    for row in rows:
-        total = totals.setdefault(row.namespace, Row(row.namespace, "", ""))
-        for kind, value in row.used.items():
-            total.used[kind] = total.used.get(kind, 0) + value
-        total.spent_nanos += row.spent_nanos
-    return [totals[ns] for ns in sorted(totals)]
-
-
 async def collect(redis_url: str, bus: Bus, *, namespace: str | None, by: str) -> Report:
-    if by in ("token", "endpoint"):
-        raise CliError(
-            f"usage by {by} needs per-{by} counters from the accountant, which this stack "
-            "does not keep yet; use --by quota or --by namespace"
-        )
+    """Usage grouped `by` namespace, token, endpoint or quota (all namespaces if None)."""
+    if by not in GROUPINGS:
+        raise CliError(f"--by must be one of {', '.join(GROUPINGS)}")
     async with open_redis(redis_url) as client:
         try:
-            counters = await _scan_used(client, namespace)
+            rows = await _rows(client, bus, namespace, by)
         except redis.exceptions.RedisError as exc:
             raise CliError(f"reading usage from {redis_url} failed: {exc}") from exc
-    rows = _quota_rows(counters, await _quotas(bus, namespace))
-    if by == "namespace":
-        rows = _by_namespace(rows)
     return Report(by, rows)
 
 
-def _limit(used: int, limit: int | None) -> str:
+def _against(used: int, limit: int | None) -> str:
     if limit is None:
         return str(used)
     percent = 100.0 * used / limit if limit else 100.0
     return f"{used}/{limit} ({percent:.0f}%)"
 
 
+def _spent(period: QuotaPeriod) -> str:
+    spent = format(ledger.from_nanos(period.spent_nanos), "f")
+    if period.budget is None:
+        return spent
+    return f"{spent}/{format(period.budget, 'f')} {period.currency}"
+
+
 def render(report: Report) -> str:
     if not report.rows:
         return "No usage recorded.\n"
+    lifetime = ["REQUESTS", "PROMPT", "CACHED", "COMPLETION", "TOTAL", "COST"]
     if report.by == "namespace":
-        headers = ["NAMESPACE", "PROMPT", "RESPONSE", "TOTAL", "SPENT"]
-        rows = [
-            [
-                r.namespace,
-                str(r.used.get("prompt", 0)),
-                str(r.used.get("response", 0)),
-                str(r.used.get("total", 0)),
-                format(ledger.from_nanos(r.spent_nanos), "f"),
-            ]
-            for r in report.rows
+        headers = ["NAMESPACE", *lifetime]
+    elif report.by == "quota":
+        headers = [
+            "NAMESPACE",
+            "QUOTA",
+            "PERIOD",
+            "PROMPT",
+            "RESPONSE",
+            "TOTAL",
+            "SPENT",
+            "REQUESTS",
         ]
     else:
-        headers = ["NAMESPACE", "QUOTA", "PERIOD", "PROMPT", "RESPONSE", "TOTAL", "SPENT"]
-        rows = []
-        for r in report.rows:
-            spent = format(ledger.from_nanos(r.spent_nanos), "f")
-            if r.budget is not None:
-                spent = f"{spent}/{r.budget} {r.currency}"
-            rows.append(
-                [
-                    r.namespace,
-                    r.name,
-                    r.period,
-                    *(
-                        _limit(r.used.get(k, 0), r.limits.get(k))
-                        for k in ("prompt", "response", "total")
-                    ),
-                    spent,
-                ]
-            )
-    return render_table(headers, rows) + "\n"
+        headers = ["NAMESPACE", report.by.upper(), *lifetime]
+    table: list[list[str]] = []
+    for row in report.rows:
+        u = row.usage
+        counts = [str(u.requests), str(u.prompt), str(u.cached), str(u.completion), str(u.total)]
+        if report.by == "namespace":
+            table.append([row.namespace, *counts, u.cost()])
+        elif report.by == "quota":
+            q = row.quota
+            if q is None:  # usage of a quota that no longer exists: lifetime numbers only
+                table.append(
+                    [
+                        row.namespace,
+                        row.name,
+                        "-",
+                        str(u.prompt),
+                        str(u.completion),
+                        str(u.total),
+                        u.cost(),
+                        str(u.requests),
+                    ]
+                )
+            else:
+                table.append(
+                    [
+                        row.namespace,
+                        row.name,
+                        q.period,
+                        *(_against(q.used.get(k, 0), q.limits.get(k)) for k in LIMITED_KINDS),
+                        _spent(q),
+                        str(u.requests),
+                    ]
+                )
+        else:
+            table.append([row.namespace, row.name, *counts, u.cost()])
+    return render_table(headers, table) + "\n"

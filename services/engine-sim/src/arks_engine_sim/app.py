@@ -27,7 +27,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
 import orjson
 from starlette.types import Message, Receive, Scope, Send
@@ -463,16 +462,3 @@ class SimApp:
         )
         await _send_json(send, 200, body)
         self._answered_one()
-
-
-def describe(app: SimApp) -> dict[str, Any]:
-    """A one-line summary for the start-up log."""
-    s = app.settings
-    return {
-        "served": app.served,
-        "max_num_seqs": s.max_num_seqs,
-        "kv_blocks": s.num_kv_blocks,
-        "block_size": s.block_size,
-        "time_scale": s.time_scale,
-        "metrics_style": s.metrics_style,
-    }

@@ -23,7 +23,7 @@ import socket
 
 import uvicorn
 
-from arks_engine_sim.app import SimApp, describe
+from arks_engine_sim.app import SimApp
 from arks_engine_sim.loading import load_model, resolve_max_model_len
 from arks_engine_sim.metrics import CacheInfo, EngineStats, MetricsEndpoint, SimCollector
 from arks_engine_sim.scheduling import Engine
@@ -127,7 +127,17 @@ class Simulator:
             timeout_graceful_shutdown=int(s.shutdown_timeout),
         )
         self._server = uvicorn.Server(config)
-        log.info("listening on %s (%s)", self.base_url, describe(self.app))
+        log.info(
+            "listening on %s: served=%s max_num_seqs=%d kv_blocks=%d block_size=%d "
+            "time_scale=%g metrics=%s",
+            self.base_url,
+            ",".join(s.model_names),
+            s.max_num_seqs,
+            s.num_kv_blocks,
+            s.block_size,
+            s.time_scale,
+            s.metrics_style,
+        )
         self.listening.set()
         try:
             await self._server.serve(sockets=[sock])

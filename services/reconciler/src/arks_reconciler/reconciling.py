@@ -145,6 +145,10 @@ class Reconciler:
 
     # ------------------------------------------------------------------ dispatch
     async def _reconcile(self, key: Key) -> None:
+        if not self.cache.synced:
+            # Before the first snapshot an absent object proves nothing (it would look
+            # deleted); the snapshot enqueues every object anyway.
+            return
         if key == TOKENS_KEY:
             await self._sync_tokens()
             return

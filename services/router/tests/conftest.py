@@ -50,8 +50,8 @@ ROUTER_SCRIPT = str(BIN / "arks-router")
 TIME_SCALE = "50"
 
 
-async def wait_http(url: str, timeout: float = 20.0, proc: Any = None) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_http(url: str, within: float = 20.0, proc: Any = None) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     async with httpx.AsyncClient(timeout=1.0) as client:
         while True:
             if proc is not None and proc.returncode is not None:
@@ -86,7 +86,10 @@ class Sims:
     async def start(self, name: str = "m", **env: str) -> str:
         port = free_port()
         log = (self.workdir / f"sim-{port}.log").open("ab")
-        sim_env = {"ARKS_SIM_TIME_SCALE": TIME_SCALE, **{f"ARKS_SIM_{k.upper()}": v for k, v in env.items()}}
+        sim_env = {
+            "ARKS_SIM_TIME_SCALE": TIME_SCALE,
+            **{f"ARKS_SIM_{k.upper()}": v for k, v in env.items()},
+        }
         proc = await asyncio.create_subprocess_exec(
             SIM_SCRIPT,
             "--model",
@@ -173,7 +176,9 @@ class Routers:
         stop = asyncio.Event()
         started: asyncio.Future[Service] = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(
-            run_until_stopped("arks-router", settings, lifespan, stop, on_started=started.set_result),
+            run_until_stopped(
+                "arks-router", settings, lifespan, stop, on_started=started.set_result
+            ),
             name="router-under-test",
         )
         done, _ = await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
@@ -215,7 +220,9 @@ class Routers:
 
 
 @pytest.fixture
-async def routers(tmp_path: Path, nats_server: Any, valkey_server: Any, bus: Bus) -> AsyncIterator[Routers]:
+async def routers(
+    tmp_path: Path, nats_server: Any, valkey_server: Any, bus: Bus
+) -> AsyncIterator[Routers]:
     running = Routers(tmp_path, nats_server.url, valkey_server.url)
     try:
         yield running
@@ -247,7 +254,9 @@ class State:
             namespace=namespace,
             endpoint=endpoint,
             backends=[
-                RouteBackend(name=f"{endpoint}-{i}", url=url, weight=(weights or [1] * len(urls))[i])
+                RouteBackend(
+                    name=f"{endpoint}-{i}", url=url, weight=(weights or [1] * len(urls))[i]
+                )
                 for i, url in enumerate(urls)
             ],
             **fields,
@@ -314,11 +323,11 @@ class UsageLog:
     async def wait(
         self,
         count: int,
-        timeout: float = 10.0,
+        within: float = 10.0,
         check: Callable[[list[UsageRecorded]], bool] | None = None,
     ) -> list[UsageRecorded]:
-        """At least `count` events (and `check` true of them), or fail after `timeout`."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        """At least `count` events (and `check` true of them), or fail after `within` s."""
+        deadline = asyncio.get_running_loop().time() + within
         while True:
             events = await self.all()
             if len(events) >= count and (check is None or check(events)):

@@ -32,14 +32,14 @@ async def governor_for():
         await client.aclose()
 
 
-def _plan(rules, estimate=Estimate(10, 20), quota=None, request_id="req-1"):
+def _plan(rules, estimate=None, quota=None, request_id="req-1"):
     return governing.Plan(
         request_id=request_id,
         namespace="default",
         token_name="tok",
         endpoint="m",
         rules=rules,
-        estimate=estimate,
+        estimate=estimate or Estimate(10, 20),
         quota=quota,
     )
 
@@ -57,18 +57,18 @@ async def test_rpm_admits_exactly_the_limit_under_concurrency(valkey_server, red
     gov = governor_for(settings)
     rules = _rules(settings, rpm=25)
 
-    async def one(i: int) -> bool:
+    async def one(i: int) -> api_errors.ApiError | None:
         try:
             await gov.admit(_plan(rules, request_id=f"r{i}"))
         except api_errors.ApiError as exc:
-            assert exc.status == 429
-            assert exc.code == "rate_limit_exceeded"
-            assert exc.retry_after is not None and 0 < exc.retry_after <= 60
-            return False
-        return True
+            return exc
+        return None
 
     results = await asyncio.gather(*(one(i) for i in range(100)))
-    assert sum(results) == 25
+    refused = [r for r in results if r is not None]
+    assert len(refused) == 75
+    assert {(r.status, r.code) for r in refused} == {(429, "rate_limit_exceeded")}
+    assert all(r.retry_after is not None and 0 < r.retry_after <= 60 for r in refused)
 
 
 async def test_headers_and_token_settlement(valkey_server, redis, governor_for):
@@ -107,7 +107,8 @@ async def test_quota_reservation_follows_the_ledger(valkey_server, redis, govern
     await gov.admit(_plan([], Estimate(30, 20), quota=plan, request_id="a"))
     resv = await redis.hgetall(ledger.reservation_key("default", spec.name, "a"))
     assert resv[b"period"] == b"lifetime"
-    assert int(resv[b"total"]) == 50 and int(resv[b"prompt"]) == 30
+    assert int(resv[b"total"]) == 50
+    assert int(resv[b"prompt"]) == 30
     assert int(resv[b"response"]) == 0  # no response limit: nothing reserved
     assert int(resv[b"cost"]) == ledger.to_nanos(
         ledger.token_cost(30, spec.prices[0].prompt)
@@ -121,7 +122,8 @@ async def test_quota_reservation_follows_the_ledger(valkey_server, redis, govern
     await gov.admit(_plan([], Estimate(30, 20), quota=plan, request_id="b"))
     with pytest.raises(api_errors.ApiError) as exhausted:
         await gov.admit(_plan([], Estimate(30, 20), quota=plan, request_id="c"))
-    assert exhausted.value.status == 429 and exhausted.value.code == "quota_exceeded"
+    assert exhausted.value.status == 429
+    assert exhausted.value.code == "quota_exceeded"
     assert not await redis.exists(ledger.reservation_key("default", spec.name, "c"))
     assert (
         int(await redis.get(ledger.reserved_key("default", spec.name, "lifetime", "total"))) == 100
@@ -136,10 +138,48 @@ async def test_redis_down_fails_closed_or_open(valkey_server, governor_for):
     gov_closed = governor_for(closed)
     with pytest.raises(api_errors.ApiError) as refused:
         await gov_closed.admit(_plan(rules))
-    assert refused.value.status == 503 and refused.value.code == "governance_unavailable"
+    assert refused.value.status == 503
+    assert refused.value.code == "governance_unavailable"
     # The breaker now skips Redis entirely.
     assert not gov_closed.available
     gov_open = governor_for(opened)
     admission = await gov_open.admit(_plan(rules))
     assert not admission.charged
     valkey_server.start()
+
+
+async def test_windows_slide_bucket_by_bucket(valkey_server, redis, governor_for):
+    settings = _settings(valkey_server.url)
+    gov = governor_for(settings)
+    rules = _rules(settings, rpm=10)
+    admission = await gov.admit(_plan(rules, request_id="now"))
+    key = limits.window_key(
+        limits.slot_tag("default", "tok", "m", None), "default", "tok", "m", "rpm"
+    )
+    current = int(dict(admission.headers)[b"x-ratelimit-remaining-requests"])
+    assert current == 9
+    bucket = int(await redis.hget(key, "h"))
+    # Pretend earlier requests: 6 in the bucket that is about to leave the window, 3
+    # in one well inside it. Together with the one just made the window is full.
+    oldest = bucket  # the head is the oldest bucket still in the window
+    await redis.hset(key, mapping={str(oldest): 6 + 1, str(bucket + 30): 3, "t": 10})
+    with pytest.raises(api_errors.ApiError) as full:
+        await gov.admit(_plan(rules, request_id="full"))
+    # Freeing one request needs the oldest bucket to leave: it leaves within 60 s.
+    assert full.value.retry_after is not None
+    assert full.value.retry_after <= 60
+    # Buckets that left the window are evicted and no longer count.
+    await redis.hset(key, mapping={"h": bucket - 100, str(bucket - 100): 50, "t": 60})
+    await redis.hdel(key, str(oldest), str(bucket + 30))
+    admitted = await gov.admit(_plan(rules, request_id="after"))
+    assert dict(admitted.headers)[b"x-ratelimit-remaining-requests"] == b"9"
+    assert not await redis.hexists(key, str(bucket - 100))
+
+
+async def test_a_limit_of_zero_admits_nothing(valkey_server, governor_for):
+    settings = _settings(valkey_server.url)
+    gov = governor_for(settings)
+    for rules in (_rules(settings, rpm=0), _rules(settings, tpm=0)):
+        with pytest.raises(api_errors.ApiError) as refused:
+            await gov.admit(_plan(rules))
+        assert refused.value.status == 429

@@ -274,42 +274,44 @@ async def test_natural_end_and_token_limits(start_sim):
         assert forced.usage.completion_tokens == 9
 
 
-@pytest.mark.parametrize(
-    ("path", "body", "param"),
-    [
-        ("/v1/chat/completions", b"{not json", None),
-        ("/v1/chat/completions", b"[1, 2]", None),
-        ("/v1/chat/completions", {"messages": []}, "messages"),
-        ("/v1/chat/completions", {"messages": [{"content": "x"}]}, "messages"),
-        ("/v1/chat/completions", {"messages": CHAT, "max_tokens": 0}, "max_tokens"),
-        ("/v1/chat/completions", {"messages": CHAT, "max_tokens": "9"}, "max_tokens"),
-        ("/v1/chat/completions", {"messages": CHAT, "temperature": -1}, "temperature"),
-        ("/v1/chat/completions", {"messages": CHAT, "n": 2}, "n"),
-        ("/v1/chat/completions", {"messages": CHAT, "logprobs": True}, "logprobs"),
-        ("/v1/chat/completions", {"messages": CHAT, "stop": 3}, "stop"),
-        (
-            "/v1/chat/completions",
-            {"messages": CHAT, "stream_options": {"include_usage": True}},
-            "stream_options",
-        ),
-        ("/v1/chat/completions", {"messages": CHAT, "max_tokens": 100_000}, "max_tokens"),
-        ("/v1/completions", {"prompt": "x" * 40_000}, "messages"),
-        ("/v1/completions", {"max_tokens": 3}, "prompt"),
-        ("/v1/completions", {"prompt": ["a", "b"]}, "prompt"),
-        ("/v1/embeddings", {"input": []}, "input"),
-        ("/v1/embeddings", {"input": "x", "dimensions": 100_000}, "dimensions"),
-    ],
-)
-async def test_bad_requests_get_vllm_shaped_400(start_sim, openai_schemas, path, body, param):
+BAD_REQUESTS: list[tuple[str, Any, str | None]] = [
+    ("/v1/chat/completions", b"{not json", None),
+    ("/v1/chat/completions", b"[1, 2]", None),
+    ("/v1/chat/completions", {"messages": []}, "messages"),
+    ("/v1/chat/completions", {"messages": [{"content": "x"}]}, "messages"),
+    ("/v1/chat/completions", {"messages": CHAT, "max_tokens": 0}, "max_tokens"),
+    ("/v1/chat/completions", {"messages": CHAT, "max_tokens": "9"}, "max_tokens"),
+    ("/v1/chat/completions", {"messages": CHAT, "temperature": -1}, "temperature"),
+    ("/v1/chat/completions", {"messages": CHAT, "n": 2}, "n"),
+    ("/v1/chat/completions", {"messages": CHAT, "logprobs": True}, "logprobs"),
+    ("/v1/chat/completions", {"messages": CHAT, "stop": 3}, "stop"),
+    (
+        "/v1/chat/completions",
+        {"messages": CHAT, "stream_options": {"include_usage": True}},
+        "stream_options",
+    ),
+    ("/v1/chat/completions", {"messages": CHAT, "max_tokens": 100_000}, "max_tokens"),
+    ("/v1/completions", {"prompt": "x" * 40_000}, "prompt"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 40_000}]}, "messages"),
+    ("/v1/completions", {"max_tokens": 3}, "prompt"),
+    ("/v1/completions", {"prompt": ["a", "b"]}, "prompt"),
+    ("/v1/embeddings", {"input": []}, "input"),
+    ("/v1/embeddings", {"input": "x", "dimensions": 100_000}, "dimensions"),
+]
+
+
+async def test_bad_requests_get_vllm_shaped_400(start_sim, openai_schemas, subtests):
     async with start_sim() as sim, sim.http() as http:
-        content = body if isinstance(body, bytes) else orjson.dumps(body)
-        response = await http.post(path, content=content)
-        assert response.status_code == 400
-        error = response.json()
-        openai_schemas.validate("VllmErrorResponse", error)
-        assert error["error"]["type"] == "BadRequestError"
-        assert error["error"]["code"] == 400
-        assert error["error"]["param"] == param
+        for path, body, param in BAD_REQUESTS:
+            with subtests.test(path=path, body=body):
+                content = body if isinstance(body, bytes) else orjson.dumps(body)
+                response = await http.post(path, content=content)
+                assert response.status_code == 400
+                error = response.json()
+                openai_schemas.validate("VllmErrorResponse", error)
+                assert error["error"]["type"] == "BadRequestError"
+                assert error["error"]["code"] == 400
+                assert error["error"]["param"] == param
 
 
 async def test_unknown_model_is_404(start_sim, openai_schemas):

@@ -284,7 +284,12 @@ class SimApp:
             body = load_json(raw)
             request = parse_chat(body, self.served) if chat else parse_completion(body, self.served)
             prompt = await self._tokenize(runtime, request)
-            max_tokens = resolve_max_tokens(prompt.count, request.max_tokens, runtime.max_model_len)
+            max_tokens = resolve_max_tokens(
+                prompt.count,
+                request.max_tokens,
+                runtime.max_model_len,
+                prompt_param="messages" if chat else "prompt",
+            )
         except ApiError as exc:
             await _send_json(send, exc.status, exc.body())
             return

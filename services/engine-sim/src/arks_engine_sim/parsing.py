@@ -276,13 +276,15 @@ def parse_embedding(body: dict[str, Any], served: list[str], dim: int) -> Embedd
     )
 
 
-def resolve_max_tokens(prompt_len: int, requested: int | None, max_model_len: int) -> int:
+def resolve_max_tokens(
+    prompt_len: int, requested: int | None, max_model_len: int, *, prompt_param: str
+) -> int:
     """vLLM's context-length rules: the prompt must leave room for at least one token."""
     if prompt_len >= max_model_len:
         raise bad_request(
             f"This model's maximum context length is {max_model_len} tokens. However, your "
             f"request has {prompt_len} input tokens. Please reduce the length of the input.",
-            "messages",
+            prompt_param,
         )
     room = max_model_len - prompt_len
     if requested is None:

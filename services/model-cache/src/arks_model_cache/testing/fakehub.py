@@ -319,6 +319,7 @@ class FakeHub:
         self._gate.set()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -335,11 +336,17 @@ class FakeHub:
         return self
 
     def stop(self) -> None:
+        """Stop listening and drop open (keep-alive) connections: a stopped hub is gone."""
         self._stopping.set()
         self._gate.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(5)
         self._server = None
@@ -563,6 +570,17 @@ class _Handler(BaseHTTPRequestHandler):
     hub: FakeHub
     protocol_version = "HTTP/1.1"
     server_version = "FakeHub/1"
+
+    def setup(self) -> None:
+        super().setup()
+        with self.hub._lock:
+            self.hub._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.hub._lock:
+            self.hub._connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
 
     # Quiet: tests read the request log, not stderr.
     def log_message(self, format: str, *args: object) -> None:

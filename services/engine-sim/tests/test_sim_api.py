@@ -343,4 +343,10 @@ async def test_api_key_and_request_id(start_sim):
         response = await http.post("/v1/chat/completions", json=body, headers=headers)
         assert response.status_code == 200
         assert response.json()["id"] == "chatcmpl-abc123"
+        odd = {**headers, "x-request-id": 'q"uo\\te'}
+        async with http.stream(
+            "POST", "/v1/chat/completions", json={**body, "stream": True}, headers=odd
+        ) as stream:
+            payloads = sse_events((await stream.aread()).decode())
+        assert orjson.loads(payloads[0])["id"] == 'chatcmpl-q"uo\\te'
         assert (await http.get("/health")).status_code == 200  # not behind the key

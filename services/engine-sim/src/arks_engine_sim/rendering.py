@@ -68,9 +68,9 @@ class StreamRenderer:
         obj = b"chat.completion.chunk" if chat else b"text_completion"
         self._common = b"".join(
             [
-                b'data: {"id":"',
-                identity.id.encode(),
-                b'","object":"',
+                b'data: {"id":',
+                orjson.dumps(identity.id),  # may come from a client's X-Request-Id
+                b',"object":"',
                 obj,
                 b'","created":',
                 str(identity.created).encode(),

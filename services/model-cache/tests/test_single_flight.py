@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from arks_model_cache.settings import DownloadSettings
 from arks_model_cache.specs import HubAccess, ModelSpec
 from arks_model_cache.testing.fakehub import FakeHub, GeneratedContent
 
@@ -95,3 +96,27 @@ async def test_two_processes_download_once(hub: FakeHub, run_cli, cache_root):
     assert {f: hub.file_downloads("org/procs", f) for f in expected} == expected
     messages = sorted(r["message"].split(": ", 1)[1] for r in results)
     assert messages == ["downloaded 6.0 MiB", "downloaded once by a concurrent request"]
+
+
+async def test_transfers_queue_for_slots_but_cache_hits_do_not(
+    hub: FakeHub, access: HubAccess, open_cache
+):
+    for name, seed in (("first", 1), ("second", 2), ("cached", 3)):
+        hub.add_repo(f"org/{name}").commit({"w.safetensors": GeneratedContent(MiB, seed)})
+    async with open_cache(downloads=DownloadSettings(max_concurrent=1)) as cache:
+        await cache.ensure(ModelSpec("org/cached"), access)
+        with hub.hold_downloads() as release:
+            first = asyncio.create_task(cache.ensure(ModelSpec("org/first"), access))
+            await _started_gets(hub, 2)  # the cached model's GET, then the first's
+            second = asyncio.create_task(cache.ensure(ModelSpec("org/second"), access))
+            assert await asyncio.to_thread(
+                hub.wait_for, lambda h: h.count(path_contains="org/second/tree/") == 1
+            )
+            hit = await asyncio.wait_for(cache.ensure(ModelSpec("org/cached"), access), 10)
+            await asyncio.sleep(0.2)
+            # The second transfer has listed its files but waits for the only slot.
+            assert hub.started(path_contains="org/second/resolve/") == 0
+            release.set()
+            await asyncio.gather(first, second)
+    assert hit.fetched_bytes == 0
+    assert hub.file_downloads("org/second") == 1

@@ -281,7 +281,7 @@ def fetch_snapshot(
         if before_transfer is not None and not local_only and (missing is None or missing > 0):
             before_transfer(missing or 0)
 
-    tracker.on_listing = on_listing
+    tracker.expect_listing(on_listing)
     try:
         path = snapshot_download(
             spec.repo_id,

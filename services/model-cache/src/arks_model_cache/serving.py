@@ -138,6 +138,7 @@ class JobHandler:
         started = time.perf_counter()
         cache = await self._roots.get(job.cache_root)
         finished = asyncio.Event()
+        failure: Exception | None = None
         async with asyncio.TaskGroup() as tg:
             tg.create_task(_heartbeat(msg, finished), name=f"heartbeat {job.id}")
             try:
@@ -150,8 +151,13 @@ class JobHandler:
                     job.model_name,
                 )
                 result = await run_job(job, cache, NatsSink(self._bus, job), self._options)
+            except Exception as exc:
+                # Re-raised bare after the group, so a RetryableError still means "nak".
+                failure = exc
             finally:
                 finished.set()
+        if failure is not None:
+            raise failure
         self._metrics.observe(result, time.perf_counter() - started)
         log.info("job %s: %s", job.id, result.message if result.ok else f"failed: {result.message}")
 

@@ -4,10 +4,11 @@
 bytes written ("Reconstructing ..."), the bytes received ("Downloading bytes") and the
 files finished ("Fetching N files"). `bar_class(tracker)` returns a stand-in for tqdm
 that draws nothing and forwards the written bytes and finished files to a
-`ProgressTracker`; the first bar's creation also calls `tracker.on_listing` (set by
-the downloader), which fills in the totals from the tree listing huggingface_hub has
-just cached. The tracker is thread-safe; readers take `snapshot()`s at their own pace,
-which is how progress events stay at a bounded rate.
+`ProgressTracker`; the first bar's creation also calls the downloader's listing
+callback, which fills in the totals from the tree listing huggingface_hub has just
+cached (once per attempt, see `expect_listing`). The tracker is thread-safe; readers
+take `snapshot()`s at their own pace, which is how progress events stay at a bounded
+rate.
 
 Cancellation travels the other way: `tracker.cancel()` makes the next bar update (at
 most one 10 MiB chunk later) raise `DownloadCancelled` inside the download thread.
@@ -48,8 +49,7 @@ class ProgressTracker:
         self._fetched = 0
         self._samples: deque[tuple[float, int]] = deque()
         self.cancelled = threading.Event()
-        self.on_listing: Callable[[], None] | None = None
-        """Called (in the download thread) once huggingface_hub has listed the files."""
+        self._on_listing: Callable[[], None] | None = None
         self._listed = False
 
     # ------------------------------------------------------------------ writers
@@ -64,13 +64,20 @@ class ProgressTracker:
             self._bytes_done = bytes_cached
             self._samples.clear()
 
+    def expect_listing(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (in the download thread) once the next attempt has listed the files."""
+        with self._lock:
+            self._on_listing = callback
+            self._listed = False
+
     def listed(self) -> None:
         with self._lock:
             if self._listed:
                 return
             self._listed = True
-        if self.on_listing is not None:
-            self.on_listing()
+            callback = self._on_listing
+        if callback is not None:
+            callback()
 
     def add_bytes(self, n: int) -> None:
         self.check()

@@ -194,7 +194,9 @@ class Accountant:
             settled = await self._settle_holding(batch, priced)
             for i, disposition in zip(where, settled, strict=True):
                 out[i] = disposition
-        self._metrics.batches.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self._metrics.batches.observe(elapsed)
+        log.debug("settled a batch of %d in %.1f ms", len(batch), elapsed * 1000)
         return out
 
     def _price(self, msg: Msg) -> PricedEvent | Disposition:

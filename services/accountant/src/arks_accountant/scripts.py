@@ -10,6 +10,11 @@ the epoch sentinel is not the one the caller restored (`{"EPOCH", <current>}`), 
 nothing is ever applied to a Valkey that lost its data before it is restored.
 SWEEP releases expired reservations (protocol step 4).
 
+SETTLE takes one JSON document and returns one (Lua cjson on Valkey's side, orjson on
+ours), which costs far less than thousands of separate arguments. Counters read back
+travel as decimal strings, and deltas go to Valkey formatted with %d, so none is rounded
+or printed in exponent form on the way.
+
 The scripts build some key names from prefixes the caller computes with
 `arks_common.ledger` and `arks_accountant.keys`, so every key is still named in one
 place; they touch several quotas' keys in one call, which a standalone Valkey/Redis
@@ -23,26 +28,20 @@ from __future__ import annotations
 
 from typing import Final
 
-SETTLE_HEADER: Final = 15
-SETTLE_ACCOUNT: Final = 22
-SETTLE_EVENT: Final = 15
-
 SETTLE: Final = r"""
-local EPOCH_KEY, EXPECTED = ARGV[1], ARGV[2]
-local TTL = tonumber(ARGV[3])
-local NA, NE = tonumber(ARGV[4]), tonumber(ARGV[5])
-local CHANGE_REASON = ARGV[6]
-local USUF = {ARGV[7], ARGV[8], ARGV[9], ARGV[10]}
-local RSUF = {ARGV[11], ARGV[12], ARGV[13], ARGV[14]}
-local NSKEY = ARGV[15]
-local H, A, E = 15, 22, 15
+local req = cjson.decode(ARGV[1])
+local current = redis.call('GET', req.epoch_key)
+if current ~= req.epoch then
+  return cjson.encode({status = 'EPOCH', current = current or ''})
+end
+local TTL = req.ttl
+local CHANGE_REASON = req.reason
+local USUF, RSUF = req.used_suffixes, req.reserved_suffixes
 local KINDS = {'prompt', 'response', 'total', 'cost'}
 local FIELDS = {'requests', 'prompt', 'cached', 'completion', 'total'}
 
-local current = redis.call('GET', EPOCH_KEY)
-if current ~= EXPECTED then
-  return {'EPOCH', current or ''}
-end
+-- integers go to Valkey as decimal strings: Lua would print large ones as 1e+15
+local function int(x) return string.format('%d', x) end
 
 local incr, incr_ttl, decr, hincr, sets = {}, {}, {}, {}, {}
 local function add(tbl, key, d) tbl[key] = (tbl[key] or 0) + d end
@@ -68,32 +67,20 @@ local function older(x, y)
   return string.sub(x, 1, 1) == string.sub(y, 1, 1) and x < y
 end
 
-local acc = {}
-for i = 1, NA do
-  local b = H + (i - 1) * A
-  acc[i] = {
-    key = ARGV[b + 1], quota = ARGV[b + 2] == '1', prefix = ARGV[b + 3], idx = ARGV[b + 4],
-    evaluate = ARGV[b + 5] == '1', cur = ARGV[b + 6],
-    limits = {tonumber(ARGV[b + 7]), tonumber(ARGV[b + 8]), tonumber(ARGV[b + 9]),
-              tonumber(ARGV[b + 10])},
-    prune = ARGV[b + 11], qusage = ARGV[b + 12], nsusage = ARGV[b + 13], costf = ARGV[b + 14],
-    tokidx = ARGV[b + 15], epidx = ARGV[b + 16], qidx = ARGV[b + 17], ns = ARGV[b + 18],
-    qname = ARGV[b + 19], pkey = ARGV[b + 20], pjson = ARGV[b + 21], pttl = ARGV[b + 22],
-  }
-end
-
+local acc, groups = req.accounts, req.groups
+local sums = {}
+for g = 1, #groups do sums[g] = {0, 0, 0, 0, 0} end
 local results = {}
-local eb = H + NA * A
-for i = 1, NE do
-  local b = eb + (i - 1) * E
-  local a = acc[tonumber(ARGV[b + 1])]
-  local rid, done = ARGV[b + 2], ARGV[b + 3]
+for i, ev in ipairs(req.events) do
+  -- {group, request id, done key, marker, reservation key, prompt, completion, cached, cost}
+  local done = ev[3]
   local marker = redis.call('GET', done)
   if marker then
     results[i] = marker
   else
-    local resv = ARGV[b + 5]
+    local resv = ev[5]
     if resv ~= '' then
+      local a = acc[groups[ev[1]][1]]
       local r = redis.call('HMGET', resv, 'period', 'prompt', 'response', 'total', 'cost')
       if r[1] then
         for k = 1, 4 do
@@ -101,16 +88,31 @@ for i = 1, NE do
           if d ~= 0 then add(decr, a.prefix .. r[1] .. RSUF[k], d) end
         end
         redis.call('DEL', resv)
-        redis.call('ZREM', a.idx, rid)
+        redis.call('ZREM', a.idx, ev[2])
       end
     end
-    local prompt, completion = tonumber(ARGV[b + 8]), tonumber(ARGV[b + 9])
-    local cached, cost = tonumber(ARGV[b + 10]), tonumber(ARGV[b + 11])
-    local total = prompt + completion
-    local tok, ep = ARGV[b + 12], ARGV[b + 13]
+    local s = sums[ev[1]]
+    s[1] = s[1] + 1
+    s[2] = s[2] + ev[6]
+    s[3] = s[3] + ev[8]
+    s[4] = s[4] + ev[7]
+    s[5] = s[5] + ev[9]
+    redis.call('SET', done, ev[4], 'EX', TTL)
+    results[i] = 1
+  end
+end
+
+for g, grp in ipairs(groups) do
+  -- {account, period, period ttl, token, endpoint, token usage key, endpoint usage key}
+  local s = sums[g]
+  if s[1] > 0 then
+    local a = acc[grp[1]]
+    local tok, ep = grp[4], grp[5]
+    local cost = s[5]
+    local vals = {s[1], s[2], s[3], s[4], s[2] + s[4]}
     if a.quota then
-      local period, pttl = ARGV[b + 6], tonumber(ARGV[b + 7])
-      local used = {prompt, completion, total, cost}
+      local period, pttl = grp[2], grp[3]
+      local used = {s[2], s[4], s[2] + s[4], cost}
       for k = 1, 4 do
         local key = a.prefix .. period .. USUF[k]
         add(incr, key, used[k])
@@ -118,39 +120,36 @@ for i = 1, NE do
         hadd(a.key, 'p:' .. period .. ':' .. KINDS[k], used[k])
       end
     end
-    local vals = {1, prompt, cached, completion, total}
     usage(a.key, 'a:', vals, a.costf, cost)
     usage(a.key, 't:' .. tok .. ':', vals, a.costf, cost)
     usage(a.key, 'e:' .. ep .. ':', vals, a.costf, cost)
-    usage(ARGV[b + 14], '', vals, a.costf, cost)
-    usage(ARGV[b + 15], '', vals, a.costf, cost)
+    usage(grp[6], '', vals, a.costf, cost)
+    usage(grp[7], '', vals, a.costf, cost)
     usage(a.qusage, '', vals, a.costf, cost)
     usage(a.nsusage, '', vals, a.costf, cost)
     member(a.tokidx, tok)
     member(a.epidx, ep)
     if a.quota then member(a.qidx, a.qname) end
-    redis.call('SET', done, ARGV[b + 4], 'EX', TTL)
-    results[i] = 1
   end
 end
 
 for key, d in pairs(decr) do
-  local v = redis.call('DECRBY', key, d)
-  if v < 0 then redis.call('INCRBY', key, -v) end
+  local v = redis.call('DECRBY', key, int(d))
+  if v < 0 then redis.call('INCRBY', key, int(-v)) end
 end
 for key, d in pairs(incr) do
-  redis.call('INCRBY', key, d)
+  redis.call('INCRBY', key, int(d))
   local t = incr_ttl[key]
   if t then redis.call('EXPIRE', key, t) end
 end
 for key, h in pairs(hincr) do
-  for field, d in pairs(h) do redis.call('HINCRBY', key, field, d) end
+  for field, d in pairs(h) do redis.call('HINCRBY', key, field, int(d)) end
 end
 for key, s in pairs(sets) do
   for m in pairs(s) do redis.call('SADD', key, m) end
 end
-for i = 1, NA do
-  if acc[i].ns ~= '' then redis.call('SADD', NSKEY, acc[i].ns) end
+for _, a in ipairs(acc) do
+  if a.ns ~= '' then redis.call('SADD', req.namespaces_key, a.ns) end
 end
 
 local function prune(a)
@@ -164,16 +163,16 @@ local function prune(a)
 end
 
 local function evaluate(a)
-  local used = {0, 0, 0, 0}
+  local used = {'0', '0', '0', '0'}
   if not a.quota or not a.evaluate then return 0, 0, '', '', used end
   local cur = a.cur
   local u = redis.call('HMGET', a.key, 'p:' .. cur .. ':prompt', 'p:' .. cur .. ':response',
                        'p:' .. cur .. ':total', 'p:' .. cur .. ':cost', 'sp', 'se')
   local ex, kinds = 0, {}
   for k = 1, 4 do
-    used[k] = tonumber(u[k] or '0') or 0
+    used[k] = u[k] or '0'
     local lim = a.limits[k]
-    if lim >= 0 and used[k] >= lim then ex = 1; kinds[#kinds + 1] = KINDS[k] end
+    if lim >= 0 and (tonumber(used[k]) or 0) >= lim then ex = 1; kinds[#kinds + 1] = KINDS[k] end
   end
   local sp, se = u[5], tonumber(u[6] or '0')
   if sp and sp ~= cur and older(cur, sp) then
@@ -200,14 +199,17 @@ local function evaluate(a)
 end
 
 local out = {}
-for i = 1, NA do
-  local a = acc[i]
+for i, a in ipairs(acc) do
   local ver = redis.call('HINCRBY', a.key, 'ver', 1)
   local notice, ex, reason, kinds, used = evaluate(a)
   if a.pkey ~= '' then redis.call('SET', a.pkey, a.pjson, 'EX', a.pttl) end
-  out[i] = {ver, notice, ex, reason, kinds, used, redis.call('HGETALL', a.key)}
+  local flat = redis.call('HGETALL', a.key)
+  local fields = {}
+  for j = 1, #flat, 2 do fields[flat[j]] = flat[j + 1] end
+  out[i] = {ver = tostring(ver), notice = notice, exhausted = ex, reason = reason,
+            kinds = kinds, used = used, fields = fields}
 end
-return {'OK', results, out}
+return cjson.encode({status = 'OK', results = results, accounts = out})
 """
 
 SWEEP: Final = r"""
@@ -233,8 +235,8 @@ for _, rid in ipairs(ids) do
   redis.call('ZREM', idx, rid)
 end
 for key, d in pairs(decr) do
-  local v = redis.call('DECRBY', key, d)
-  if v < 0 then redis.call('INCRBY', key, -v) end
+  local v = redis.call('DECRBY', key, string.format('%d', d))
+  if v < 0 then redis.call('INCRBY', key, string.format('%d', -v)) end
 end
 return released
 """

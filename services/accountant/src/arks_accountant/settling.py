@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import orjson
 import redis.asyncio as aioredis
 
 from arks_accountant import keys, scripts
@@ -80,32 +81,33 @@ class AccountTerms:
     def currency(self) -> str:
         return self.spec.currency if self.spec else "USD"
 
-    def args(self) -> list[str | int | bytes]:
+    def request(self) -> dict[str, object]:
+        """This account's part of a SETTLE request."""
         account, spec = self.account, self.spec
         ns, quota = account.namespace, account.quota
         limits = limits_of(spec) if spec else {}
         prices = PriceList.of(spec) if spec and quota else None
-        return [
-            account.hash_key,
-            "1" if quota else "0",
-            keys.counter_prefix(ns, quota) if quota else "",
-            ledger.reservation_index_key(ns, quota) if quota else "",
-            "1" if spec and quota else "0",
-            self.current_period,
-            *(limits.get(kind, -1) for kind in keys.KINDS),
-            prune_before(spec.reset_period, self.now) if spec else "",
-            keys.quota_usage_key(ns, quota) if quota else "",
-            keys.namespace_usage_key(ns),
-            keys.cost_field(self.currency),
-            keys.tokens_index_key(ns),
-            keys.endpoints_index_key(ns),
-            keys.quotas_index_key(ns) if quota else "",
-            ns,
-            quota or "",
-            keys.prices_key(ns, quota, prices.version) if quota and prices else "",
-            prices.to_json() if prices else "",
-            ledger.APPLIED_TTL_SECONDS,
-        ]
+        return {
+            "key": account.hash_key,
+            "quota": bool(quota),
+            "prefix": keys.counter_prefix(ns, quota) if quota else "",
+            "idx": ledger.reservation_index_key(ns, quota) if quota else "",
+            "evaluate": bool(spec and quota),
+            "cur": self.current_period,
+            "limits": [limits.get(kind, -1) for kind in keys.KINDS],
+            "prune": prune_before(spec.reset_period, self.now) if spec else "",
+            "qusage": keys.quota_usage_key(ns, quota) if quota else "",
+            "nsusage": keys.namespace_usage_key(ns),
+            "costf": keys.cost_field(self.currency),
+            "tokidx": keys.tokens_index_key(ns),
+            "epidx": keys.endpoints_index_key(ns),
+            "qidx": keys.quotas_index_key(ns) if quota else "",
+            "ns": ns,
+            "qname": quota or "",
+            "pkey": keys.prices_key(ns, quota, prices.version) if quota and prices else "",
+            "pjson": prices.to_json().decode() if prices else "",
+            "pttl": ledger.APPLIED_TTL_SECONDS,
+        }
 
 
 @dataclass(frozen=True)
@@ -122,27 +124,41 @@ class PricedEvent:
         """The done-marker value: how the event was charged, to re-bill it identically."""
         return f"{self.period}|{self.charge.price_version}|{self.charge.nanos}"
 
-    def args(self, account_index: int) -> list[str | int | bytes]:
+    def group(self) -> tuple[keys.Account, str, str, str]:
+        """Events of one group add to the same counters: account, period, token, endpoint."""
+        return (self.account, self.period, self.event.token_name, self.event.endpoint)
+
+    def request(self, group_index: int) -> list[str | int]:
+        """This event's part of a SETTLE request (see the script for the order)."""
         event, account = self.event, self.account
-        ns = account.namespace
         quota = account.quota
         return [
-            account_index,
+            group_index,
             event.id,
             account.done_key(event.id),
             self.marker,
-            ledger.reservation_key(ns, quota, event.id) if quota else "",
-            self.period if quota else "",
-            period_ttl(self.period) if quota else 0,
+            ledger.reservation_key(account.namespace, quota, event.id) if quota else "",
             event.prompt_tokens,
             event.completion_tokens,
             event.cached_tokens,
             self.charge.nanos,
-            event.token_name,
-            event.endpoint,
-            keys.token_usage_key(ns, event.token_name),
-            keys.endpoint_usage_key(ns, event.endpoint),
         ]
+
+
+def _group_request(
+    group: tuple[keys.Account, str, str, str], account_index: int
+) -> list[str | int]:
+    account, period, token, endpoint = group
+    ns = account.namespace
+    return [
+        account_index,
+        period if account.quota else "",
+        period_ttl(period) if account.quota else 0,
+        token,
+        endpoint,
+        keys.token_usage_key(ns, token),
+        keys.endpoint_usage_key(ns, endpoint),
+    ]
 
 
 @dataclass(frozen=True)
@@ -199,22 +215,27 @@ class Settler:
         change_reason: str = "",
     ) -> SettleOutcome:
         index = {t.account: i for i, t in enumerate(terms, start=1)}
-        argv: list[str | int | bytes] = [
-            keys.EPOCH_KEY,
-            str(epoch),
-            ledger.APPLIED_TTL_SECONDS,
-            len(terms),
-            len(priced),
-            change_reason,
-            *keys.USED_SUFFIXES,
-            *keys.RESERVED_SUFFIXES,
-            keys.NAMESPACES_KEY,
-        ]
-        for t in terms:
-            argv.extend(t.args())
+        groups: dict[tuple[keys.Account, str, str, str], int] = {}
+        events: list[list[str | int]] = []
         for p in priced:
-            argv.extend(p.args(index[p.account]))
-        raw = await self._settle(args=argv)
+            group = p.group()
+            number = groups.get(group)
+            if number is None:
+                number = groups[group] = len(groups) + 1
+            events.append(p.request(number))
+        request = {
+            "epoch_key": keys.EPOCH_KEY,
+            "epoch": str(epoch),
+            "ttl": ledger.APPLIED_TTL_SECONDS,
+            "reason": change_reason,
+            "used_suffixes": keys.USED_SUFFIXES,
+            "reserved_suffixes": keys.RESERVED_SUFFIXES,
+            "namespaces_key": keys.NAMESPACES_KEY,
+            "accounts": [t.request() for t in terms],
+            "groups": [_group_request(g, index[g[0]]) for g in groups],
+            "events": events,
+        }
+        raw = await self._settle(args=[orjson.dumps(request)])
         return _parse(raw, terms)
 
     async def sweep(self, namespace: str, quota: str, now: float, limit: int) -> int:
@@ -231,29 +252,25 @@ class Settler:
         return int(released)
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _parse(raw: object, terms: Sequence[AccountTerms]) -> SettleOutcome:
-    assert isinstance(raw, list)
-    if _text(raw[0]) == "EPOCH":
-        raise EpochMismatch(_text(raw[1]))
-    previous = [None if r == 1 else Marker.parse(_text(r)) for r in raw[1]]
+    reply = orjson.loads(raw if isinstance(raw, bytes | str) else b"{}")
+    if reply.get("status") == "EPOCH":
+        raise EpochMismatch(str(reply.get("current", "")))
+    results = reply.get("results") or []
+    previous = [None if r == 1 else Marker.parse(str(r)) for r in results]
     accounts = []
-    for t, item in zip(terms, raw[2], strict=True):
-        version, notice, exhausted, reason, kinds, used, flat = item
-        fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+    for t, item in zip(terms, reply.get("accounts") or [], strict=True):
+        fields = item.get("fields") or {}
         accounts.append(
             AccountOutcome(
                 account=t.account,
-                version=int(version),
-                notice=bool(notice),
-                exhausted=bool(exhausted),
-                reason=_text(reason),
-                exhausted_kinds=[k for k in _text(kinds).split(",") if k],
-                used={kind.value: int(u) for kind, u in zip(keys.KINDS, used, strict=True)},
-                fields=fields,
+                version=int(item["ver"]),
+                notice=bool(item["notice"]),
+                exhausted=bool(item["exhausted"]),
+                reason=str(item["reason"]),
+                exhausted_kinds=[k for k in str(item["kinds"]).split(",") if k],
+                used={k.value: int(u) for k, u in zip(keys.KINDS, item["used"], strict=True)},
+                fields={str(k): str(v) for k, v in fields.items()},
             )
         )
     return SettleOutcome(previous, accounts)

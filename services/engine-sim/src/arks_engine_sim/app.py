@@ -61,6 +61,8 @@ from arks_engine_sim.tokenizing import PromptTokens, render_chat
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Set by serving.ArrivalStampingProtocol when the request's first bytes are parsed.
+ARRIVAL_KEY = "arks_sim.arrival"
 
 try:
     VERSION = version("arks-engine-sim")
@@ -272,7 +274,7 @@ class SimApp:
         return counter.encode_ids(request.prompt_ids)
 
     async def _generate(self, scope: Scope, receive: Receive, send: Send, *, chat: bool) -> None:
-        arrival = time.monotonic()
+        arrival: float = scope.get(ARRIVAL_KEY) or time.monotonic()
         runtime = self.runtime
         if runtime is None:
             await _send_json(send, 503, ApiError(503, "The model is loading.").body())
@@ -405,7 +407,7 @@ class SimApp:
             await sim.wait()
 
     async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
-        arrival = time.monotonic()
+        arrival: float = scope.get(ARRIVAL_KEY) or time.monotonic()
         runtime = self.runtime
         if runtime is None:
             await _send_json(send, 503, ApiError(503, "The model is loading.").body())

@@ -20,16 +20,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
+from typing import Any, cast
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from arks_engine_sim.app import SimApp
+from arks_engine_sim.app import ARRIVAL_KEY, SimApp
 from arks_engine_sim.loading import load_model, resolve_max_model_len
 from arks_engine_sim.metrics import CacheInfo, EngineStats, MetricsEndpoint, SimCollector
 from arks_engine_sim.scheduling import Engine
 from arks_engine_sim.settings import SimSettings
 
 log = logging.getLogger(__name__)
+
+
+class ArrivalStampingProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, stamping each request with the moment its first bytes
+    were parsed. Under a burst, hundreds of requests are read before the first handler
+    runs; TTFT measured from handler start would miss that queueing, which clients see."""
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        cast(dict[str, Any], self.scope)[ARRIVAL_KEY] = time.monotonic()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -117,7 +130,7 @@ class Simulator:
         config = uvicorn.Config(
             self.app,
             lifespan="off",
-            http="httptools",
+            http=ArrivalStampingProtocol,
             ws="none",
             log_config=None,
             log_level=s.uvicorn_log_level,

@@ -68,6 +68,8 @@ def test_billing_record_is_deterministic() -> None:
     assert first.id == f"bill-{event.id}"
     assert first.occurred_at == event.occurred_at
     assert first.charged_nanos == 38_000
+    assert events.BillingRecord.from_bytes(first.to_bytes()) == first
+    assert first.to_bytes() == events.BillingRecord.model_validate(first.model_dump()).to_bytes()
 
 
 def test_price_list_round_trips() -> None:

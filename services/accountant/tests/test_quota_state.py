@@ -172,7 +172,8 @@ async def test_status_written_to_the_local_store(bus, redis, nats_server, valkey
 
         async def status_written():
             obj = await store.get("ArksQuota", "default", "basic-quota")
-            return bool(obj and obj.get("status", {}).get("quotaStatus", [{}])[0].get("used"))
+            entries = (obj or {}).get("status", {}).get("quotaStatus", [])
+            return [e["used"] for e in entries] == [300, 450]
 
         await wait_for(status_written, what="status")
         obj = await store.get("ArksQuota", "default", "basic-quota")

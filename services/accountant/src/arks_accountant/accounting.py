@@ -72,6 +72,27 @@ _EVALUATE_CHUNK = 200
 
 def invalid_reason(event: events.UsageRecorded) -> str | None:
     """Why an event cannot be accounted (dead-letter reason), or None."""
+    names = (event.namespace, event.token_name, event.endpoint, event.quota)
+    if names in _VALID_NAMES and (
+        not event.quota or not event.quota_period or event.quota_period in _VALID_PERIODS
+    ):
+        return None
+    problem = _check(event)
+    if problem is None:
+        if len(_VALID_NAMES) > 10_000:
+            _VALID_NAMES.clear()
+            _VALID_PERIODS.clear()
+        _VALID_NAMES.add(names)
+        if event.quota_period:
+            _VALID_PERIODS.add(event.quota_period)
+    return problem
+
+
+_VALID_NAMES: set[tuple[str, str, str, str | None]] = set()
+_VALID_PERIODS: set[str] = set()
+
+
+def _check(event: events.UsageRecorded) -> str | None:
     for what, value in (
         ("namespace", event.namespace),
         ("token_name", event.token_name),
@@ -226,7 +247,9 @@ class Accountant:
                     event.id,
                 )
                 return Nak(1.0)
-        prices = PriceList.of(spec) if spec else UNPRICED
+        prices = (
+            self.specs.prices(event.namespace, event.quota) if spec and event.quota else None
+        ) or UNPRICED
         if not event.quota:
             period = ledger.LIFETIME
         elif event.quota_period:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from arks_accountant.pricing import PriceList
 from arks_common import events, subjects
 from arks_common.errors import PermanentError
 from arks_common.messaging import Bus, KvSnapshot, KvUpdate
@@ -25,12 +26,24 @@ class QuotaSpecs:
 
     def __init__(self) -> None:
         self._specs: dict[QuotaRef, events.QuotaSpec] = {}
+        self._prices: dict[QuotaRef, tuple[events.QuotaSpec, PriceList]] = {}
         self.loaded = asyncio.Event()
         self.dirty: set[QuotaRef] = set()
         self.changed = asyncio.Event()
 
     def get(self, namespace: str, name: str) -> events.QuotaSpec | None:
         return self._specs.get((namespace, name))
+
+    def prices(self, namespace: str, name: str) -> PriceList | None:
+        """The spec's price list, built once per spec."""
+        spec = self._specs.get((namespace, name))
+        if spec is None:
+            return None
+        cached = self._prices.get((namespace, name))
+        if cached is None or cached[0] is not spec:
+            cached = (spec, PriceList.of(spec))
+            self._prices[(namespace, name)] = cached
+        return cached[1]
 
     def all(self) -> list[events.QuotaSpec]:
         return list(self._specs.values())

@@ -3,11 +3,14 @@
 vLLM sets `code` to the HTTP status (an integer) and `type` to an exception-like name
 (`BadRequestError`, `NotFoundError`, ...); OpenAI's own API uses a string or null `code`.
 Clients (the openai SDK included) read `error.message`, which both shapes share.
+`ApiError.retryable` follows the status: 429 and 5xx may succeed later, 4xx never.
 """
 
 from __future__ import annotations
 
 import orjson
+
+from arks_common.errors import ArksError
 
 _TYPES = {
     400: "BadRequestError",
@@ -24,8 +27,8 @@ _TYPES = {
 }
 
 
-class ApiError(Exception):
-    """Raised while handling a request; becomes the response. Never retried by the sim."""
+class ApiError(ArksError):
+    """Raised while handling a request; becomes the response."""
 
     def __init__(
         self,
@@ -35,11 +38,11 @@ class ApiError(Exception):
         param: str | None = None,
         err_type: str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
         self.err_type = err_type or _TYPES.get(status, "InternalServerError")
+        super().__init__(message, reason=self.err_type)
+        self.status = status
+        self.param = param
+        self.retryable = status == 429 or status >= 500
 
     def body(self) -> bytes:
         return orjson.dumps(

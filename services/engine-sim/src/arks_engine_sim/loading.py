@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from arks_common.errors import PermanentError
 from arks_engine_sim.settings import SimSettings
 from arks_engine_sim.tokenizing import (
     ApproxTokenCounter,
@@ -32,7 +33,7 @@ _CONTEXT_KEYS = ("max_position_embeddings", "max_sequence_length", "n_positions"
 _READ_CHUNK = 8 * 1024 * 1024
 
 
-class ConfigError(Exception):
+class ConfigError(PermanentError):
     """The settings cannot describe a working engine; the process exits with code 2."""
 
 

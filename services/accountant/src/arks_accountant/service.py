@@ -75,14 +75,19 @@ async def consume(
             log.warning("waiting for valkey and the ledger: %s", exc.message)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
-    if stop.is_set():
-        return
-    await bus.consume(
-        consumer_spec(settings),
-        accountant.handle_batch,
-        stop=stop,
-        on_ready=lambda: service.health.set(CONSUMER_CHECK, True),
-    )
+    while not stop.is_set():
+        try:
+            await bus.consume(
+                consumer_spec(settings),
+                accountant.handle_batch,
+                stop=stop,
+                on_ready=lambda: service.health.set(CONSUMER_CHECK, True),
+            )
+        except TimeoutError:
+            # nats-py's fetch can raise a bare asyncio.TimeoutError when its deadline runs
+            # out between two steps; Bus.consume only expects nats.errors.TimeoutError.
+            log.warning("a fetch timed out outside Bus.consume's handling; consuming again")
+            service.health.set(CONSUMER_CHECK, False)
 
 
 def make_lifespan(

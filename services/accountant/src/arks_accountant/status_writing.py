@@ -96,7 +96,8 @@ class StatusLoop:
                 log.warning("status of ArksQuota %s/%s not written: %s", *ref, exc.message)
             else:
                 self._metrics.status_writes.labels("written" if found else "missing").inc()
-                self._written[ref] = report
+                if found:
+                    self._written[ref] = report
         sp, se, ver = values[4], values[5], values[6]
         if sp is not None:
             period = sp.decode() if isinstance(sp, bytes) else str(sp)

@@ -8,7 +8,6 @@ Every service that exists in this checkout is started (see
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -21,9 +20,11 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 import redis.asyncio as aioredis
 
+from arks_cli.__main__ import main
 from arks_cli.service_catalog import SERVICES, availability
 from arks_cli.stack_state import StackState, read_state
 from arks_common import subjects
+from cli.tests.conftest import wait_until
 
 ARKS = [sys.executable, "-m", "arks_cli"]
 FREE_PORTS = ["--nats-port", "0", "--valkey-port", "0", "--router-port", "0"]
@@ -132,8 +133,13 @@ async def test_up_serves_every_available_service_and_sigterm_leaves_nothing(
     assert "Traceback" not in output
 
 
-async def test_up_detached_then_down(tmp_path: Path) -> None:
+async def test_up_detached_refuses_a_second_stack_and_down_cleans_up_after_a_crash(
+    tmp_path: Path,
+) -> None:
     root = tmp_path / ".arks"
+    # Brokers and one service are enough to exercise detaching and crash clean-up.
+    without = ["--without", "arks-reconciler", "--without", "arks-router"]
+    without += ["--without", "arks-model-cache"]
     up = await asyncio.create_subprocess_exec(
         *ARKS,
         "up",
@@ -142,6 +148,7 @@ async def test_up_detached_then_down(tmp_path: Path) -> None:
         "--dir",
         str(root),
         *FREE_PORTS,
+        *without,
         cwd=tmp_path,
         env=_env(),
         stdout=asyncio.subprocess.PIPE,
@@ -153,6 +160,7 @@ async def test_up_detached_then_down(tmp_path: Path) -> None:
     state = read_state(root)
     assert state is not None
     assert state.ready
+    assert {p.name for p in state.processes} == {"nats-server", "valkey-server", "arks-accountant"}
     everything = _tree(state.supervisor_pid)
 
     again = await asyncio.create_subprocess_exec(
@@ -172,6 +180,10 @@ async def test_up_detached_then_down(tmp_path: Path) -> None:
     assert b"a stack already runs from" in err
     assert b"Traceback" not in err
 
+    # A supervisor killed outright cannot stop its children: `arks down` must.
+    everything[0].kill()
+    await wait_until(lambda: _survivors(everything[:1]) == [])
+    assert _survivors(everything[1:]) != []
     down = await asyncio.create_subprocess_exec(
         *ARKS,
         "down",
@@ -182,60 +194,77 @@ async def test_up_detached_then_down(tmp_path: Path) -> None:
     )
     out, _ = await asyncio.wait_for(down.communicate(), 90)
     assert down.returncode == 0, out.decode()
+    assert b"killed" in out
     assert _survivors(everything) == []
     assert read_state(root) is None
 
 
-async def test_down_cleans_up_after_a_killed_supervisor(
-    stack: tuple[asyncio.subprocess.Process, Path], tmp_path: Path
+async def test_commands_say_when_the_stack_is_not_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    proc, root = stack
-    await _ready_state(root, proc)
-    everything = _tree(proc.pid)
-    proc.kill()  # no chance to stop its children: they outlive it for now
-    await proc.wait()
-    assert _survivors(everything[1:]) != []
-    down = await asyncio.create_subprocess_exec(
-        *ARKS,
-        "down",
-        "--dir",
-        str(root),
-        cwd=tmp_path,
-        env=_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(down.communicate(), 60)
-    assert down.returncode == 0, out.decode()
-    assert b"killed" in out
-    assert _survivors(everything) == []
-
-
-async def test_commands_say_when_the_stack_is_not_running(tmp_path: Path) -> None:
-    env = {**_env(), "ARKS_NATS__URL": "nats://127.0.0.1:1"}
-    proc = await asyncio.create_subprocess_exec(
-        *ARKS,
-        "get",
-        "arkapp",
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 1
-    assert out == b""
-    assert err.decode().strip() == (
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ARKS_DIR", raising=False)
+    monkeypatch.setenv("ARKS_NATS__URL", "nats://127.0.0.1:1")
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["get", "arkapp"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == (
         "error: cannot reach NATS at nats://127.0.0.1:1: is `make run` (or `arks up`) running?"
     )
-    down = await asyncio.create_subprocess_exec(
-        *ARKS,
-        "down",
-        cwd=tmp_path,
-        env=_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(down.communicate(), 30)
-    assert down.returncode == 1
-    assert json.dumps("no stack to stop")[1:-1] in err.decode()
+    assert await asyncio.to_thread(main, ["down"]) == 1
+    assert "error: no stack to stop" in capsys.readouterr().err
+
+
+async def test_up_with_the_quickstart_answers_the_readme_curl_and_stops_its_replicas(
+    tmp_path: Path,
+) -> None:
+    from openai import AsyncOpenAI
+
+    root = tmp_path / ".arks"
+    out_path = tmp_path / "arks-up.out"
+    everything: list[psutil.Process] = []
+    with out_path.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *ARKS,
+            "up",
+            "--dir",
+            str(root),
+            *FREE_PORTS,
+            cwd=tmp_path,
+            env=_env(),
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        state = await _ready_state(root, proc)
+        output = out_path.read_text()
+        assert state.router_url is not None
+        assert state.hint is not None
+        assert f"curl {state.router_url}/v1/chat/completions" in output
+        assert '-H "Authorization: Bearer sk-test123456"' in output
+        assert '"model": "qwen-7b"' in output
+        assert (root / "models" / "default" / "qwen-7b" / "config.json").is_file()
+
+        client = AsyncOpenAI(base_url=f"{state.router_url}/v1", api_key="sk-test123456")
+        try:
+            reply = await client.chat.completions.create(
+                model="qwen-7b",
+                messages=[{"role": "user", "content": "Hello, who are you?"}],
+                max_tokens=16,
+            )
+        finally:
+            await client.close()
+        assert reply.choices[0].message.content
+        assert reply.usage is not None
+        assert reply.usage.completion_tokens > 0
+
+        everything = _tree(proc.pid)
+        names = {p.name() for p in everything}
+        assert any(name.startswith("arks-engine-sim") for name in names), names
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 90) == 0
+    assert _survivors(everything) == []

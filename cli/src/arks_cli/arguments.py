@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from arks_cli.getting import OUTPUTS
+from arks_cli.service_catalog import SERVICES
 
 DESCRIPTION = """\
 Arks on one machine: `arks up` runs NATS, Valkey and every service (what `make run`
@@ -63,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--nats-port", type=int, help="NATS port (default: 4222 when free)")
     up.add_argument("--valkey-port", type=int, help="Valkey port (default: 6379 when free)")
+    up.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        metavar="SERVICE",
+        choices=SERVICES,
+        help="do not start this service (e.g. to run it from your debugger); repeatable",
+    )
     up.add_argument(
         "--no-quickstart",
         action="store_true",

@@ -77,6 +77,7 @@ class UpOptions:
     quickstart_file: str | None
     no_quickstart: bool
     ready_timeout: float
+    without: tuple[str, ...] = ()
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> UpOptions:
@@ -88,6 +89,7 @@ class UpOptions:
             quickstart_file=args.quickstart_file,
             no_quickstart=bool(args.no_quickstart),
             ready_timeout=float(args.ready_timeout),
+            without=tuple(args.without or ()),
         )
 
 
@@ -231,9 +233,13 @@ class Launcher:
             nats_url=self.nats.url,
             redis_url=self.valkey.url,
             router_port=router_port,
+            without=opts.without,
         )
         for gone in missing:
-            self.console.warn(f"{gone.name} is not started: {gone.reason}")
+            if gone.command is not None:
+                self.console.info(f"{gone.name} not started (--without); to run it: {gone.command}")
+            else:
+                self.console.warn(f"{gone.name} is not started: {gone.reason}")
         for spec in specs:
             child = Child(spec, self.console, on_change=self.write_state)
             self.children.append(child)
@@ -317,6 +323,7 @@ class Launcher:
             self.console.info("stopping the services")
         for child in reversed(self.children):
             await child.stop(0.0 if self.force.is_set() else STOP_GRACE, self.force)
+            self.console.info(f"{child.name} stopped")
         brokers = {r.pid for r in self._broker_records()}
         leftovers = await asyncio.to_thread(processes.descendants, brokers)
         if leftovers:
@@ -481,6 +488,8 @@ def start_detached(args: argparse.Namespace, console: Console) -> int:
             argv += [flag, str(value)]
     if options.no_quickstart:
         argv.append("--no-quickstart")
+    for service in options.without:
+        argv += ["--without", service]
     log_path = StackPaths(options.root).log("arks-up")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:

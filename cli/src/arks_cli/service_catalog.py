@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass
@@ -72,10 +73,11 @@ class StackPaths:
 
 @dataclass(frozen=True)
 class Unavailable:
-    """A service that cannot run from this checkout, and why."""
+    """A service `arks up` does not start, why, and how to run it by hand (`--without`)."""
 
     name: str
     reason: str
+    command: str | None = None
 
 
 def _script(name: str) -> str | None:
@@ -115,7 +117,12 @@ def _common_env(nats_url: str, redis_url: str, health_port: int) -> dict[str, st
 
 
 def plan(
-    paths: StackPaths, *, nats_url: str, redis_url: str, router_port: int
+    paths: StackPaths,
+    *,
+    nats_url: str,
+    redis_url: str,
+    router_port: int,
+    without: tuple[str, ...] = (),
 ) -> tuple[list[ChildSpec], list[Unavailable]]:
     """The child specs of every available service, in start order, and the unavailable."""
     specs: list[ChildSpec] = []
@@ -126,40 +133,53 @@ def plan(
         if reason is not None or script is None:
             missing.append(Unavailable(name, reason or "not found"))
             continue
-        health_port = free_port()
-        env = _common_env(nats_url, redis_url, health_port)
-        ready_url = f"http://{HOST}:{health_port}/readyz"
-        if name == RECONCILER:
-            env.update(
-                {
-                    "ARKS_PLATFORM": "local",
-                    "ARKS_LOCAL__DATA_DIR": str(paths.root),
-                    "ARKS_LOCAL__LOG_DIR": str(paths.logs),
-                    "ARKS_LOCAL__MODELS_DIR": str(paths.models),
-                    # The whole stack stops together: take the replicas down too (a
-                    # crashed reconciler still leaves them to its successor to adopt).
-                    "ARKS_LOCAL__STOP_ON_EXIT": "true",
-                }
+        spec = _spec(name, script, paths, nats_url, redis_url, router_port)
+        if name in without:
+            settings = " ".join(
+                f"{key}={shlex.quote(value)}"
+                for key, value in sorted(spec.env.items())
+                if os.environ.get(key) != value and key.startswith("ARKS_")
             )
-        elif name == ROUTER:
-            env.update(
-                {
-                    "ARKS_HTTP__HOST": HOST,
-                    "ARKS_HTTP__PORT": str(router_port),
-                    "ARKS_USAGE__SPOOL_DIR": str(paths.router_spool),
-                }
-            )
-            ready_url = f"http://{HOST}:{router_port}/readyz"
-        elif name == MODEL_CACHE:
-            env["ARKS_CACHE__ROOT"] = str(paths.models)
-        specs.append(
-            ChildSpec(
-                name=name,
-                argv=[script],
-                env=env,
-                log_path=paths.log(name),
-                cwd=paths.root.parent,
-                ready_url=ready_url,
-            )
-        )
+            missing.append(Unavailable(name, "--without", f"{settings} {name}"))
+            continue
+        specs.append(spec)
     return specs, missing
+
+
+def _spec(
+    name: str, script: str, paths: StackPaths, nats_url: str, redis_url: str, router_port: int
+) -> ChildSpec:
+    health_port = free_port()
+    env = _common_env(nats_url, redis_url, health_port)
+    ready_url = f"http://{HOST}:{health_port}/readyz"
+    if name == RECONCILER:
+        env.update(
+            {
+                "ARKS_PLATFORM": "local",
+                "ARKS_LOCAL__DATA_DIR": str(paths.root),
+                "ARKS_LOCAL__LOG_DIR": str(paths.logs),
+                "ARKS_LOCAL__MODELS_DIR": str(paths.models),
+                # The whole stack stops together: take the replicas down too (a
+                # crashed reconciler still leaves them to its successor to adopt).
+                "ARKS_LOCAL__STOP_ON_EXIT": "true",
+            }
+        )
+    elif name == ROUTER:
+        env.update(
+            {
+                "ARKS_HTTP__HOST": HOST,
+                "ARKS_HTTP__PORT": str(router_port),
+                "ARKS_USAGE__SPOOL_DIR": str(paths.router_spool),
+            }
+        )
+        ready_url = f"http://{HOST}:{router_port}/readyz"
+    elif name == MODEL_CACHE:
+        env["ARKS_CACHE__ROOT"] = str(paths.models)
+    return ChildSpec(
+        name=name,
+        argv=[script],
+        env=env,
+        log_path=paths.log(name),
+        cwd=paths.root.parent,
+        ready_url=ready_url,
+    )

@@ -107,7 +107,7 @@ class Child:
             if uptime >= BACKOFF_RESET_AFTER:
                 backoff = BACKOFF_INITIAL
             self.console.warn(
-                f"{self.name} exited with code {code} after {uptime:.1f}s; restarting in "
+                f"{self.name} {_how(code)} after {uptime:.1f}s; restarting in "
                 f"{backoff:.0f}s (log: {self.spec.log_path})"
             )
             self.on_change()
@@ -146,6 +146,16 @@ class Child:
         while _group_alive(pgid) and loop.time() < deadline:  # noqa: ASYNC110 - polls the OS
             await asyncio.sleep(0.05)
         _killpg(pgid, signal.SIGKILL)
+
+
+def _how(code: int) -> str:
+    """`exited with code 3`, or `was killed by SIGKILL` for a negative return code."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def _killpg(pgid: int, sig: signal.Signals) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats.js.errors
 
 from arks_common import events, messaging, resources, subjects
 from arks_common.store import ResourceStore
@@ -180,9 +181,12 @@ async def test_quickstart_scale_crash_delete(
     assert (ready["status"], ready["reason"]) == ("False", "NoBackends")
 
     # Deleting the endpoint, token and quota removes their KV entries.
-    await store.delete("ArksEndpoint", "default", "qwen-7b")
-    await store.delete("ArksToken", "default", "example-token")
-    await store.delete("ArksQuota", "default", "basic-quota")
+    for kind, name in (
+        ("ArksEndpoint", "qwen-7b"),
+        ("ArksToken", "example-token"),
+        ("ArksQuota", "basic-quota"),
+    ):
+        await delete_racing_status_writes(store, kind, name)
     await eventually(lambda: _none(route_table(bus)), what="route entry deleted")
     await eventually(
         lambda: _none(kv_value(bus, subjects.TOKENS_BUCKET, digest)), what="grant deleted"
@@ -191,6 +195,24 @@ async def test_quickstart_scale_crash_delete(
         lambda: _none(kv_value(bus, subjects.QUOTAS_BUCKET, "default.basic-quota")),
         what="quota spec deleted",
     )
+
+
+async def delete_racing_status_writes(store: ResourceStore, kind: str, name: str) -> None:
+    """`store.delete`, retried on the compare-and-set conflict nats-py reports as a 400.
+
+    arks_common's store catches KeyWrongLastSequenceError around `kv.delete(last=...)`,
+    but nats-py raises BadRequestError (err_code 10071) there, so a delete that races the
+    reconciler's status write surfaces; reported to the store's owner.
+    """
+    for _ in range(20):
+        try:
+            await store.delete(kind, "default", name)
+            return
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != 10071:
+                raise
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"could not delete {kind} {name}")
 
 
 async def _with(awaitable: Any, check: Any) -> Any:

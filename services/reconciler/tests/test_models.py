@@ -13,7 +13,6 @@ from typing import Any
 
 from arks_common import events, messaging, subjects
 from arks_common.store import ResourceStore
-
 from arks_reconciler.local.models import job_id_for
 from arks_reconciler.testing import (
     InProcessReconciler,

@@ -12,7 +12,6 @@ from typing import Any
 
 from arks_common import events, messaging, subjects
 from arks_common.store import ResourceStore
-
 from arks_reconciler.local import processes
 from arks_reconciler.local.registry import ReplicaRecord, ReplicaRegistry
 from arks_reconciler.testing import (
@@ -73,8 +72,8 @@ async def test_kill_9_and_restart_adopts_without_duplicates(
 
         # What a crash can leave besides: an unrecorded process and a stale record.
         ghost = ghost_process(data_dir)
-        finished = subprocess.Popen([sys.executable, "-c", "pass"])
-        finished.wait()
+        finished = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+        await finished.wait()
         stale = ReplicaRecord(
             **{
                 **records[0].model_dump(),

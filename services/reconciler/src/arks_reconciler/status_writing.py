@@ -97,17 +97,22 @@ class StatusWriter:
         if owned_part(current, keys) == wanted:
             return None
 
-        def mutate(status: Obj) -> Obj:
+        seen: list[dict[str, Any]] = []
+
+        def mutate(status: Obj) -> Obj | None:
+            # Called with the stored status (fresher than our cache), once per attempt.
+            seen.append(owned_part(status, keys))
+            if seen[-1] == wanted:
+                return None
             out = {k: v for k, v in status.items() if k not in keys}
             out.update(wanted)
             return out
 
         namespace = meta.get("namespace") or "default"
         written = await self.access.update_status(kind, namespace, meta["name"], mutate)
-        if written is None:
+        if written is None or not seen or seen[-1] == wanted:
             return None
-        before = owned_part(current, keys)
-        if _signature(before) != _signature(wanted):
+        if _signature(seen[-1]) != _signature(wanted):
             await self._announce(written, wanted)
         return written
 

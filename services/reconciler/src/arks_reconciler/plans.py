@@ -94,6 +94,8 @@ class WorkloadPlan:
         compare=False
     )
     """The object itself, for platforms that render pass-through fields (pods)."""
+    model: resources.ArksModel = field(compare=False)
+    """The model it serves (storage to mount, cache leases to hold)."""
 
     def role(self, name: str) -> RolePlan | None:
         return next((r for r in self.roles if r.role == name), None)
@@ -140,6 +142,7 @@ def application_plan(app: resources.ArksApplication, model: resources.ArksModel)
         roles=(RolePlan(INFERENCE_ROLE, max(spec.replicas, 0), template),),
         entry_role=INFERENCE_ROLE,
         resource=app,
+        model=model,
     )
 
 
@@ -184,4 +187,5 @@ def disaggregated_plan(
         ),
         entry_role=entry_role,
         resource=app,
+        model=model,
     )

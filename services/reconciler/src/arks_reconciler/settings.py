@@ -43,6 +43,11 @@ class LocalSettings(BaseModel):
         description="Root of model storage for ArksModels without storage.localPath "
         "(<root>/<subPath> or <root>/models/<ns>/<name>); <data_dir>/models when unset.",
     )
+    model_cache_root: Path | None = Field(
+        None,
+        description="Root of the model cache (its ARKS_CACHE__ROOT), where application "
+        "leases are written; models_dir when unset.",
+    )
     host: str = Field("127.0.0.1", description="Address replicas listen on.")
     port_min: int = Field(0, ge=0, le=65535, description="Lowest replica port (0: any free).")
     port_max: int = Field(0, ge=0, le=65535, description="Highest replica port (0: any free).")
@@ -100,6 +105,10 @@ class LocalSettings(BaseModel):
     @property
     def models_root(self) -> Path:
         return self.models_dir or self.data_dir / "models"
+
+    @property
+    def cache_root(self) -> Path:
+        return self.model_cache_root or self.models_root
 
 
 class ReconcilerSettings(ServiceSettings):

@@ -30,6 +30,7 @@ from arks_common.messaging import Bus
 from arks_common.store import ObjectRef, ResourceStore
 from arks_reconciler import plans
 from arks_reconciler.local.engines import Engines
+from arks_reconciler.local.leasing import Leases, app_holder, model_holders
 from arks_reconciler.local.models import ModelCacheClient
 from arks_reconciler.local.registry import ReplicaRegistry
 from arks_reconciler.local.supervising import Supervisor
@@ -64,6 +65,7 @@ class LocalPlatform:
         self.engines = Engines(settings)
         self.supervisor = Supervisor(settings, ReplicaRegistry(bus), self.engines, client)
         self.models = ModelCacheClient(bus)
+        self.leases = Leases(settings.cache_root)
         self._problems: dict[ObjectRef, Problem] = {}
         self._entry_roles: dict[ObjectRef, str] = {}
 
@@ -136,6 +138,7 @@ class LocalPlatform:
             self._problems[plan.ref] = problem
         else:
             self._problems.pop(plan.ref, None)
+            await self._lease(plan)
             await self.supervisor.ensure(plan, roles, prefixes)
         observation = self.observe_workload(plan.ref)
         assert observation is not None or problem is None
@@ -148,8 +151,19 @@ class LocalPlatform:
             problem=self._problems.get(ref),
         )
 
+    async def _lease(self, plan: plans.WorkloadPlan) -> None:
+        """Hold the application's lease on the cached snapshot it serves (if any)."""
+        model = plan.model
+        holder = app_holder(plan.ref.namespace, plan.ref.name)
+        commit = model.status.resolved_revision if model.status else None
+        if self.existing_path(model) is None and commit:
+            await self.leases.hold(holder, model.spec.model, commit)
+        else:
+            await self.leases.release(holder)
+
     async def delete_workload(self, ref: ObjectRef) -> None:
         await self.supervisor.remove(ref)
+        await self.leases.release(app_holder(ref.namespace, ref.name))
         self._problems.pop(ref, None)
         self._entry_roles.pop(ref, None)
 
@@ -189,3 +203,4 @@ class LocalPlatform:
 
     async def delete_model(self, ref: ObjectRef) -> None:
         self.models.forget(ref)
+        await self.leases.release(*model_holders(ref.namespace, ref.name))

@@ -1,6 +1,7 @@
 """Fixtures of the model cache's tests: a fake Hub, a cache root, an open ModelCache.
 
-- `hub`: a running `FakeHub` (stopped after the test);
+- `hub`: a running `FakeHub` (stopped after the test), with small tree pages so every
+  listing is paginated;
 - `cache_root`: an empty directory for the cache;
 - `access`: `HubAccess` pointing at `hub`;
 - `open_cache(**kwargs)`: opens a `ModelCache` on `cache_root` (fast retries by default);
@@ -43,7 +44,7 @@ def _isolated_hf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture
 def hub() -> Iterator[FakeHub]:
-    with FakeHub() as running:
+    with FakeHub(page_size=3) as running:
         yield running
 
 

@@ -81,6 +81,13 @@ async def test_allow_and_ignore_patterns(hub: FakeHub, access: HubAccess, open_c
         "tokenizer/tokenizer.json",
     ]
     assert hub.file_downloads("org/patterns") == 3
+    # 7 entries (6 files, 1 directory) in pages of 3: the client followed the Link header.
+    pages = hub.requests(path_contains="/tree/")
+    assert [r.query.rsplit("cursor=", 1)[-1] if "cursor" in r.query else "0" for r in pages] == [
+        "0",
+        "3",
+        "6",
+    ]
     assert hub.file_downloads("org/patterns", "pytorch_model.bin") == 0
     on_disk = contents(model.path)
     assert on_disk["model.safetensors"] == GeneratedContent(2 * MiB, 3).read(0, 2 * MiB)

@@ -105,7 +105,12 @@ async def test_job_progress_result_pin_and_preload(nats_server, bus: Bus, hub: F
         await submit(bus, job(id="job-2"))
         second = await events.result()
         unpinned = {lease.holder for lease in leases.all()}
-        info = await bus.js.stream_info(subjects.MODEL_JOBS_STREAM)
+        # A job is acknowledged right after its result is published.
+        for _ in range(100):
+            info = await bus.js.stream_info(subjects.MODEL_JOBS_STREAM)
+            if info.state.messages == 0:
+                break
+            await asyncio.sleep(0.05)
 
     assert result.ok, result.message
     assert result.job_id == "job-1"

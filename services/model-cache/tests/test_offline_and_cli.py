@@ -62,8 +62,12 @@ async def test_offline_with_missing_files_is_a_failure(hub: FakeHub, access, ope
     assert not failed.value.retryable
 
 
-def test_download_exit_codes_say_what_failed(hub: FakeHub, cache_root: Path, capsys):
-    hub.add_repo("org/gated", gated=True).commit({"config.json": "{}"})
+def test_download_exit_codes_say_what_failed(
+    hub: FakeHub, cache_root: Path, capsys, monkeypatch: pytest.MonkeyPatch
+):
+    hub.add_repo("org/gated", gated=True, authorized_tokens={"hf_env"}).commit(
+        {"config.json": "{}"}
+    )
     hub.add_repo("org/ok").commit({"config.json": "{}"})
     root = ["--cache-root", str(cache_root), "--endpoint", hub.url, "--quiet"]
 
@@ -81,6 +85,11 @@ def test_download_exit_codes_say_what_failed(hub: FakeHub, cache_root: Path, cap
     assert gated[1]["ok"] is False
     assert gated[1]["retryable"] is False
     assert "gated" in str(gated[1]["message"])
+    # HF_TOKEN passes through when no Arks setting or secret names a token.
+    monkeypatch.setenv("HF_TOKEN", "hf_env")
+    granted = run("download", "org/gated", *root)
+    assert granted[0] == 0
+    assert granted[1]["ok"] is True
 
 
 async def test_download_job_container_proxy_termination_log_and_offline(

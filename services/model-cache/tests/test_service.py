@@ -184,6 +184,12 @@ async def test_concurrent_jobs_share_a_download_and_failures_are_typed(
             ),
         )
         no_secret = await events.result()
+        await bus.js.publish(subjects.model_job_subject("team-a", "broken"), b'{"id": "x"}')
+        for _ in range(100):
+            dead = await bus.js.stream_info(subjects.DLQ_STREAM)
+            if dead.state.messages:
+                break
+            await asyncio.sleep(0.05)
 
     assert sorted(r.job_id for r in shared) == ["a-1", "b-1"]
     assert all(r.ok for r in shared)
@@ -196,3 +202,4 @@ async def test_concurrent_jobs_share_a_download_and_failures_are_typed(
     assert no_secret.ok is False
     assert no_secret.error_kind == "unauthorized"
     assert "team-c/hf" in no_secret.message
+    assert dead.state.messages == 1  # a malformed job is dead-lettered, not retried

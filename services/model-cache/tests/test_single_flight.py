@@ -77,9 +77,11 @@ async def test_different_credentials_check_access_but_share_the_download(hub: Fa
 async def test_two_processes_download_once(hub: FakeHub, run_cli, cache_root):
     expected = _model(hub, "org/procs")
     with hub.hold_downloads() as release:
+        args = ("download", "org/procs", "--cache-root", str(cache_root))
         runs = [
-            asyncio.create_task(run_cli("download", "org/procs", "--cache-root", str(cache_root)))
-            for _ in range(2)
+            asyncio.create_task(run_cli(*args)),
+            # HF_ENDPOINT passes through when no Arks setting names the Hub.
+            asyncio.create_task(run_cli(*args, ARKS_HUB__ENDPOINT="", HF_ENDPOINT=hub.url)),
         ]
         # Both processes are up: each asked for the revision; one is transferring.
         assert await asyncio.to_thread(

@@ -8,6 +8,7 @@ Every service that exists in this checkout is started (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -268,3 +269,37 @@ async def test_up_with_the_quickstart_answers_the_readme_curl_and_stops_its_repl
             proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 90) == 0
     assert _survivors(everything) == []
+
+
+async def test_up_stops_when_the_wrapper_that_started_it_is_killed(tmp_path: Path) -> None:
+    # What `make run` looks like to a process manager that sends SIGTERM to make alone:
+    # the wrapper dies, nobody signals `arks up`, so it must notice by itself.
+    root = tmp_path / ".arks"
+    services = [f"--without={name}" for name in SERVICES]
+    command = " ".join([*ARKS, "up", "--no-quickstart", "--dir", str(root), *FREE_PORTS, *services])
+    wrapper = await asyncio.create_subprocess_exec(
+        "/bin/sh",
+        "-c",
+        f"{command}; echo finished",
+        cwd=tmp_path,
+        env=_env(),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    everything: list[psutil.Process] = []
+    try:
+        state = await _ready_state(root, wrapper)
+        everything = _tree(state.supervisor_pid)
+        assert {p.name() for p in everything} >= {"nats-server", "valkey-server"}
+        wrapper.kill()
+        await wrapper.wait()
+        await wait_until(lambda: _survivors(everything) == [])
+    finally:
+        if wrapper.returncode is None:
+            wrapper.kill()
+            await wrapper.wait()
+        for proc in everything:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+    assert read_state(root) is None

@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run in the background; returns once ready (stop with `arks down`)",
     )
+    # Internal: the process `arks up -d` starts; it must outlive its parent.
+    up.add_argument("--detached-child", action="store_true", help=argparse.SUPPRESS)
     up.set_defaults(handler="up")
 
     down = commands.add_parser("down", help="stop a stack started in the background")

@@ -66,6 +66,7 @@ STOP_GRACE = 15.0
 LEFTOVER_GRACE = 5.0
 TRACK_INTERVAL = 1.0
 READY_POLL = 0.25
+SIGNAL_DEBOUNCE = 1.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class UpOptions:
     no_quickstart: bool
     ready_timeout: float
     without: tuple[str, ...] = ()
+    detached: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> UpOptions:
@@ -90,6 +92,7 @@ class UpOptions:
             no_quickstart=bool(args.no_quickstart),
             ready_timeout=float(args.ready_timeout),
             without=tuple(args.without or ()),
+            detached=bool(getattr(args, "detached_child", False)),
         )
 
 
@@ -300,9 +303,15 @@ class Launcher:
         self.hint = quickstart.curl_line(self.router_url, probes[0])
 
     # ------------------------------------------------------------------ background
-    async def track(self) -> None:
-        """Reap adopted orphans and remember the services' descendants (for `arks down`)."""
+    async def track(self, ancestors: list[ProcessRecord]) -> None:
+        """Reap adopted orphans, remember the services' descendants (for `arks down`),
+        and stop when the process that launched us (`make run`) is gone."""
         while not self._stopping:
+            gone = await asyncio.to_thread(_first_gone, ancestors)
+            if gone is not None:
+                self.console.info(f"{gone.name} (pid {gone.pid}), which started arks up, is gone")
+                self.stop.set()
+                return
             own = {r.pid for r in self._broker_records()} | {
                 c.pid for c in self.children if c.pid is not None
             }
@@ -352,6 +361,10 @@ def _name(proc: psutil.Process) -> str:
         return str(proc.pid)
 
 
+def _first_gone(records: list[ProcessRecord]) -> ProcessRecord | None:
+    return next((r for r in records if not processes.alive(r)), None)
+
+
 def _snapshot_descendants(own: set[int]) -> list[ProcessRecord]:
     processes.reap_adopted(own)
     found = []
@@ -397,28 +410,39 @@ async def _with_timeout(seconds: float, work: Awaitable[T], what: str) -> T:
 async def run(options: UpOptions, console: Console) -> int:
     launcher = Launcher(options, console)
     loop = asyncio.get_running_loop()
-    received = 0
+    first_signal: float | None = None
 
     def on_signal() -> None:
-        nonlocal received
-        received += 1
-        if received == 1:
+        nonlocal first_signal
+        now = loop.time()
+        if first_signal is None:
+            first_signal = now
             console.info("stopping (press Ctrl-C again to skip the grace periods)")
             launcher.stop.set()
-        else:
+        elif now - first_signal > SIGNAL_DEBOUNCE:
+            # Not an echo of the first: under `make run` one Ctrl-C reaches us both from
+            # the terminal and forwarded by the wrappers, within milliseconds.
+            console.info("skipping the grace periods")
             launcher.force.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # Read before our handlers replace the inherited SIGHUP disposition.
+    ancestors = [] if options.detached else await asyncio.to_thread(processes.launching_ancestors)
+    # SIGHUP: the terminal went away. Left alone when ignored (nohup): then the user
+    # wants the stack to outlive the terminal.
+    signals = [signal.SIGINT, signal.SIGTERM]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signals.append(signal.SIGHUP)
+    for sig in signals:
         loop.add_signal_handler(sig, on_signal)
     code = 0
     try:
         options.root.mkdir(parents=True, exist_ok=True)
-        clean_stale(options.root, console)
+        await asyncio.to_thread(clean_stale, options.root, console)
         if processes.become_subreaper() is False:
             console.warn("cannot adopt orphaned processes here; a crashed service may leave some")
         async with asyncio.TaskGroup() as tg:
             try:
-                code = await _serve(launcher, tg, options, console)
+                code = await _serve(launcher, tg, options, console, ancestors)
             except CliError as exc:
                 for line in exc.message.splitlines():
                     console.raw(f"error: {line}")
@@ -426,19 +450,23 @@ async def run(options: UpOptions, console: Console) -> int:
             finally:
                 await launcher.shutdown()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.remove_signal_handler(sig)
     return code
 
 
 async def _serve(
-    launcher: Launcher, tg: asyncio.TaskGroup, options: UpOptions, console: Console
+    launcher: Launcher,
+    tg: asyncio.TaskGroup,
+    options: UpOptions,
+    console: Console,
+    ancestors: list[ProcessRecord],
 ) -> int:
     console.info(f"arks up: data, logs and state in {options.root}")
     await launcher.start_brokers()
     await launcher.open_bus()
     launcher.start_services(tg)
-    tg.create_task(launcher.track(), name="track-descendants")
+    tg.create_task(launcher.track(ancestors), name="track-descendants")
     finished, _ = await _until(
         launcher.stop,
         _with_timeout(options.ready_timeout, launcher.wait_ready(), "services not ready"),
@@ -476,7 +504,7 @@ def start_detached(args: argparse.Namespace, console: Console) -> int:
     options = UpOptions.from_args(args)
     options.root.mkdir(parents=True, exist_ok=True)
     clean_stale(options.root, console)
-    argv = [sys.executable, "-m", "arks_cli", "up", "--dir", str(options.root)]
+    argv = [sys.executable, "-m", "arks_cli", "up", "--detached-child", "--dir", str(options.root)]
     argv += ["--ready-timeout", str(options.ready_timeout)]
     for flag, value in (
         ("--router-port", options.router_port),

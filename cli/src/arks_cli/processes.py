@@ -129,3 +129,30 @@ def terminate_all(processes: list[psutil.Process], grace: float) -> list[psutil.
             proc.kill()
     psutil.wait_procs(remaining, timeout=2.0)
     return list(remaining)
+
+
+def launching_ancestors() -> list[ProcessRecord]:
+    """The wrappers that started us (`make` → `uv run` → `arks up`), to notice their death.
+
+    A SIGTERM sent to `make` alone kills make but not what it runs: `arks up` would live
+    on with nobody to stop it. So `arks up` watches its ancestors and stops when one
+    goes. It watches the chain upwards until init, or until a session leader that owns
+    a terminal (an interactive shell: if that goes, the terminal hangs up and SIGHUP
+    arrives anyway). Nothing is watched when SIGHUP is ignored (`nohup arks up &`: the
+    user wants it to outlive its starter).
+    """
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        return []
+    found: list[ProcessRecord] = []
+    try:
+        proc = psutil.Process().parent()
+        while proc is not None and proc.pid > 1:
+            if proc.pid == os.getsid(proc.pid) and proc.terminal() is not None:
+                break
+            found.append(
+                ProcessRecord(name=proc.name(), pid=proc.pid, create_time=proc.create_time())
+            )
+            proc = proc.parent()
+    except (psutil.Error, OSError):
+        pass
+    return found

@@ -51,6 +51,7 @@ async def test_applications_that_cannot_run_say_what_to_fix(
         await store.apply(app_obj("app-dynamo", runtime="dynamo"))
         await store.apply(app_obj("app-big", runtime="sglang", size=2))
         await store.apply(app_obj("app-orphan", model={"name": "later"}))
+        await store.apply(app_obj("app-quotes", runtimeCommonArgs=["--chat-template 'x"]))
 
         vllm = await eventually(
             lambda: reason_is(store, "ArksApplication", "app-vllm", "Ready", "RuntimeNotFound"),
@@ -71,6 +72,13 @@ async def test_applications_that_cannot_run_say_what_to_fix(
             what="size refused",
         )
         assert "spec.size" in cond(big, "Precheck")["message"]
+        quotes = await eventually(
+            lambda: reason_is(
+                store, "ArksApplication", "app-quotes", "Precheck", "InvalidArguments"
+            ),
+            what="unbalanced quotes refused",
+        )
+        assert "spec.runtimeCommonArgs" in cond(quotes, "Precheck")["message"]
         orphan = await eventually(
             lambda: reason_is(store, "ArksApplication", "app-orphan", "Loaded", "ModelNotExist"),
             what="missing model reported",

@@ -28,7 +28,7 @@ import httpx
 from arks_common import resources as arks
 from arks_common.messaging import Bus
 from arks_common.store import ObjectRef, ResourceStore
-from arks_reconciler import plans
+from arks_reconciler import commands, plans
 from arks_reconciler.local.engines import Engines
 from arks_reconciler.local.leasing import Leases, app_holder, model_holders
 from arks_reconciler.local.models import ModelCacheClient
@@ -86,6 +86,17 @@ class LocalPlatform:
     # ------------------------------------------------------------------ applications
     def check(self, resource: AnyApplication) -> list[Problem]:
         problems: list[Problem] = []
+        for field, args in _argument_lists(resource):
+            try:
+                commands.split_user_args(args)
+            except ValueError as exc:
+                problems.append(
+                    Problem(
+                        "InvalidArguments",
+                        f"{field}: cannot be split into arguments as a shell would ({exc}): "
+                        "check the quotes",
+                    )
+                )
         if isinstance(resource, arks.ArksApplication):
             spec = resource.spec
             if spec.runtime == "dynamo":
@@ -204,3 +215,13 @@ class LocalPlatform:
     async def delete_model(self, ref: ObjectRef) -> None:
         self.models.forget(ref)
         await self.leases.release(*model_holders(ref.namespace, ref.name))
+
+
+def _argument_lists(resource: AnyApplication) -> list[tuple[str, list[str]]]:
+    if isinstance(resource, arks.ArksApplication):
+        return [("spec.runtimeCommonArgs", resource.spec.runtime_common_args)]
+    spec = resource.spec
+    return [
+        ("spec.prefill.runtimeCommonArgs", spec.prefill.runtime_common_args),
+        ("spec.decode.runtimeCommonArgs", spec.decode.runtime_common_args),
+    ]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from huggingface_hub import constants as hf_constants
 
 from arks_model_cache.caching import ModelCache
 from arks_model_cache.settings import DownloadSettings
@@ -39,7 +40,10 @@ FAST_RETRIES = DownloadSettings(attempts=3, backoff_initial=0.05, backoff_max=0.
 def _isolated_hf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    # huggingface_hub read HF_HUB_OFFLINE at import: tests that want offline say so.
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
 
 
 @pytest.fixture

@@ -28,8 +28,8 @@ import logging
 import re
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import redis.asyncio as aioredis
@@ -119,6 +119,20 @@ class _Unconfirmed:
     markers: dict[str, dict[str, str]]
 
 
+@dataclass
+class Lane:
+    """One sequential consumer loop of this process; its id names its in-flight markers.
+
+    Batches of one lane are handled one after the other (the next is fetched after the
+    previous one's acks), which is what lets a lane forget a batch's markers once the
+    next batch arrives on the same connection. A process runs several lanes so that one
+    waits on Valkey or NATS while another computes.
+    """
+
+    id: str
+    unconfirmed: deque[_Unconfirmed] = field(default_factory=deque)
+
+
 class Accountant:
     def __init__(
         self,
@@ -139,15 +153,13 @@ class Accountant:
         self._stop = stop
         self._clock = clock
         self.settler = Settler(redis)
-        self.recorder = LedgerRecorder(
-            bus, settings.instance_id, keep_instances=settings.ledger.inflight_instances
-        )
+        self.recorder = LedgerRecorder(bus, keep_lanes=settings.ledger.inflight_lanes)
         self.restorer = Restorer(
             redis, self.recorder, lock_seconds=settings.ledger.restore_lock_seconds, stop=stop
         )
         self.notifier = Notifier(bus, metrics.notices)
         self._publisher = BillingPublisher(bus, timeout=settings.publish_timeout)
-        self._unconfirmed: deque[_Unconfirmed] = deque()
+        self._lanes: dict[int, Lane] = {}
         self._price_lists: dict[tuple[str, str, str], PriceList] = {}
         self._conflicts_seen = 0
         self.seen_quotas: set[QuotaRef] = set()
@@ -196,12 +208,30 @@ class Accountant:
             )
 
     # ------------------------------------------------------------------ batches
-    async def handle_batch(self, batch: Sequence[Msg]) -> Sequence[Disposition]:
+    def lane(self, index: int = 0) -> Lane:
+        """The lane `index` of this process (created on first use)."""
+        if index not in self._lanes:
+            self._lanes[index] = Lane(f"{self._settings.instance_id}/{index}")
+        return self._lanes[index]
+
+    def handler(self, lane: Lane) -> Callable[[Sequence[Msg]], Awaitable[Sequence[Disposition]]]:
+        """A batch handler for `Bus.consume` that settles in `lane`."""
+
+        async def handle(batch: Sequence[Msg]) -> Sequence[Disposition]:
+            return await self.handle_batch(batch, lane)
+
+        return handle
+
+    async def handle_batch(
+        self, batch: Sequence[Msg], lane: Lane | None = None
+    ) -> Sequence[Disposition]:
         started = time.perf_counter()
-        self._confirm_acks()
+        lane = lane or self.lane()
+        self._confirm_acks(lane)
         out: list[Disposition] = [Ack()] * len(batch)
         priced: list[PricedEvent] = []
         where: list[int] = []
+        phase = self._metrics.phases
         for i, msg in enumerate(batch):
             result = self._price(msg)
             if isinstance(result, PricedEvent):
@@ -211,8 +241,9 @@ class Accountant:
                 out[i] = result
                 label = "dead_letter" if isinstance(result, DeadLetter) else "retry"
                 self._metrics.events.labels(label).inc()
+        phase.labels("decode").observe(time.perf_counter() - started)
         if priced:
-            settled = await self._settle_holding(batch, priced)
+            settled = await self._settle_holding(batch, priced, lane)
             for i, disposition in zip(where, settled, strict=True):
                 out[i] = disposition
         elapsed = time.perf_counter() - started
@@ -261,14 +292,14 @@ class Accountant:
         return PricedEvent(event, account, period, charge(event, prices))
 
     async def _settle_holding(
-        self, batch: Sequence[Msg], priced: list[PricedEvent]
+        self, batch: Sequence[Msg], priced: list[PricedEvent], lane: Lane
     ) -> list[Disposition]:
         """Settle, holding the batch through Valkey/NATS outages (in-progress acks)."""
         delay = 0.05
         last_progress = time.monotonic()
         while True:
             try:
-                return await self._settle(priced)
+                return await self._settle(priced, lane)
             except RetryableError as exc:
                 if self._stop.is_set():
                     raise
@@ -285,10 +316,11 @@ class Accountant:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), delay)
 
-    async def _settle(self, priced: list[PricedEvent]) -> list[Disposition]:
+    async def _settle(self, priced: list[PricedEvent], lane: Lane) -> list[Disposition]:
         now = self._clock()
         epoch = await self.epoch()
         terms = self._terms([p.account for p in priced], now)
+        started = time.perf_counter()
         try:
             outcome = await self.settler.settle(epoch, terms, priced)
         except EpochMismatch as exc:
@@ -302,11 +334,12 @@ class Accountant:
             log.warning("settlement of a batch failed (%s); settling its events one by one", exc)
             out: list[Disposition] = []
             for one in priced:
-                out.extend(await self._settle([one]))
+                out.extend(await self._settle([one], lane))
             return out
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise RetryableError(f"valkey unavailable: {exc}") from exc
-        return await self._conclude(epoch, terms, priced, outcome)
+        self._metrics.phases.labels("settle").observe(time.perf_counter() - started)
+        return await self._conclude(epoch, terms, priced, outcome, lane)
 
     def _terms(self, accounts: Iterable[keys.Account], now: datetime) -> list[AccountTerms]:
         unique = dict.fromkeys(accounts)
@@ -321,6 +354,7 @@ class Accountant:
         terms: list[AccountTerms],
         priced: list[PricedEvent],
         outcome: SettleOutcome,
+        lane: Lane,
     ) -> list[Disposition]:
         markers: dict[keys.Account, dict[str, str]] = defaultdict(dict)
         records: list[events.BillingRecord | None] = []
@@ -339,19 +373,24 @@ class Accountant:
                 records.append(await self._rebill(p, previous, prices[p.account]))
         self._metrics.events.labels("applied").inc(applied)
         self._metrics.events.labels("duplicate").inc(len(priced) - applied)
-        recorded = await self._record(epoch, outcome.accounts, markers, prices)
+        phase = self._metrics.phases
+        started = time.perf_counter()
+        recorded = await self._record(epoch, outcome.accounts, prices, (lane, markers))
+        phase.labels("record").observe(time.perf_counter() - started)
         to_bill = [
             (i, r)
             for i, (p, r) in enumerate(zip(priced, records, strict=True))
             if r is not None and recorded[p.account]
         ]
+        started = time.perf_counter()
         stored = await self._publisher.publish([r for _, r in to_bill])
+        phase.labels("bill").observe(time.perf_counter() - started)
         billed = {i: ok for (i, _), ok in zip(to_bill, stored, strict=True)}
         self._metrics.billing_failures.inc(sum(1 for ok in stored if not ok))
         for account_outcome in outcome.accounts:
             if account_outcome.notice and recorded[account_outcome.account]:
                 await self._announce(account_outcome, terms)
-        self._unconfirmed.append(
+        lane.unconfirmed.append(
             _Unconfirmed(
                 self._reconnects(),
                 time.monotonic(),
@@ -419,30 +458,35 @@ class Accountant:
     def _reconnects(self) -> int:
         return int(self._bus.nc.stats.get("reconnects", 0))
 
-    def _confirm_acks(self) -> None:
+    def _confirm_acks(self, lane: Lane) -> None:
         """Forget batches whose acks went out on the connection that fetched this batch."""
         reconnects = self._reconnects()
         horizon = time.monotonic() - 2 * self._settings.consumer.ack_wait
-        kept = [b for b in self._unconfirmed if b.reconnects != reconnects and b.ended > horizon]
-        self._unconfirmed = deque(kept[-self._settings.ledger.unconfirmed_batches :])
+        kept = [b for b in lane.unconfirmed if b.reconnects != reconnects and b.ended > horizon]
+        lane.unconfirmed = deque(kept[-self._settings.ledger.unconfirmed_batches :])
 
     async def _record(
         self,
         epoch: int,
         accounts: Sequence[AccountOutcome],
-        markers: dict[keys.Account, dict[str, str]] | None,
         prices: dict[keys.Account, dict[str, PriceList]],
+        inflight_of: tuple[Lane, dict[keys.Account, dict[str, str]]] | None,
     ) -> dict[keys.Account, bool]:
+        """Write the accounts' snapshots; with `inflight_of` = (lane, this batch's markers),
+        the lane's in-flight markers become this batch's plus its unconfirmed ones."""
+
         async def one(outcome: AccountOutcome) -> bool:
             account = outcome.account
-            inflight: dict[str, str] | None = None
-            if markers is not None:
-                inflight = {}
-                for batch in self._unconfirmed:
+            owned: dict[str, dict[str, str]] = {}
+            if inflight_of is not None:
+                lane, markers = inflight_of
+                inflight: dict[str, str] = {}
+                for batch in lane.unconfirmed:
                     inflight.update(batch.markers.get(account.ledger_key, {}))
                 inflight.update(markers.get(account, {}))
+                owned[lane.id] = inflight
             snapshot = Snapshot(
-                epoch, outcome.version, outcome.fields, inflight, prices.get(account, {})
+                epoch, outcome.version, outcome.fields, owned, prices.get(account, {})
             )
             if await self.recorder.record(account, snapshot):
                 return True
@@ -495,7 +539,7 @@ class Accountant:
             prices = {
                 t.account: {t.spec.price_version: PriceList.of(t.spec)} for t in terms if t.spec
             }
-            recorded = await self._record(epoch, outcome.accounts, None, prices)
+            recorded = await self._record(epoch, outcome.accounts, prices, None)
             for account_outcome in outcome.accounts:
                 if account_outcome.notice and recorded[account_outcome.account]:
                     await self._announce(account_outcome, terms)

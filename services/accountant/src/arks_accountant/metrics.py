@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 class Metrics:
     events: Counter
     batches: Histogram
+    phases: Histogram
     notices: Counter
     billing_failures: Counter
     ledger_conflicts: Counter
@@ -31,6 +32,14 @@ class Metrics:
                 "arks_accountant_batch_seconds",
                 "Time to settle one fetched batch, from decode to ack decision.",
                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                registry=registry,
+            ),
+            phases=Histogram(
+                "arks_accountant_phase_seconds",
+                "Time of one phase of a batch: decode (and price), settle (the script), "
+                "record (the ledger), bill (billing records confirmed).",
+                ["phase"],
+                buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
                 registry=registry,
             ),
             notices=Counter(

@@ -2,10 +2,10 @@
 
 One entry per account (see `arks_accountant.keys`): the epoch it belongs to, the
 account hash exactly as the latest SETTLE call left it (`version` orders them), and per
-accountant process the done-markers of the events it applied or found applied but whose
-acks are not yet known to have reached NATS (`inflight`), with the price lists those
-markers name. docs/accountant.md gives the argument why that is enough to stay exactly
-once when Valkey loses everything.
+consumer lane (`<instance>/<n>`) the done-markers of the events it applied or found
+applied but whose acks are not yet known to have reached NATS (`inflight`), with the
+price lists those markers name. docs/accountant.md gives the argument why that is
+enough to stay exactly once when Valkey loses everything.
 
 Writes are compare-and-set on the entry's revision. A write whose epoch differs from
 the entry's fails (`record()` returns False): a restore happened after the caller
@@ -20,9 +20,10 @@ retries); an entry that does not decode is a PermanentError (someone wrote the b
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nats.errors
 import nats.js.errors
@@ -41,7 +42,7 @@ _CAS_ATTEMPTS = 100
 
 
 class Inflight(BaseModel):
-    """Done-markers one process wrote the ledger with, whose acks may not have reached NATS."""
+    """Done-markers one lane wrote the ledger with, whose acks may not have reached NATS."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -75,14 +76,33 @@ class LedgerEntry(BaseModel):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What one SETTLE call left in an account, and the markers to keep with it."""
+    """What one SETTLE call left in an account, and the in-flight markers to keep with it."""
 
     epoch: int
     version: int
     fields: Mapping[str, str]
-    markers: Mapping[str, str] | None
-    """None: leave this process's in-flight markers as they are."""
+    markers: Mapping[str, Mapping[str, str]]
+    """Per lane (`<instance>/<n>`): its in-flight markers, replacing what the entry had."""
     prices: Mapping[str, PriceList]
+
+    def combine(self, other: Snapshot) -> Snapshot:
+        """Both snapshots in one write (same epoch): the newer fields, all the markers."""
+        newer = other if other.version > self.version else self
+        return Snapshot(
+            self.epoch,
+            newer.version,
+            newer.fields,
+            {**self.markers, **other.markers},
+            {**self.prices, **other.prices},
+        )
+
+
+@dataclass
+class _Slot:
+    """Writes to one entry wait here while another is in flight, then go as one."""
+
+    busy: bool = False
+    queue: list[tuple[Snapshot, asyncio.Future[bool]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -99,12 +119,12 @@ def _nats_failure(exc: BaseException) -> RetryableError:
 class LedgerRecorder:
     """Compare-and-set writes of account snapshots, with a cache of the last revisions."""
 
-    def __init__(self, bus: Bus, instance_id: str, *, keep_instances: int = 16) -> None:
+    def __init__(self, bus: Bus, *, keep_lanes: int = 64) -> None:
         self._bus = bus
-        self._instance = instance_id
-        self._keep = keep_instances
+        self._keep = keep_lanes
         self._kv: KeyValue | None = None
         self._cache: dict[str, tuple[int, LedgerEntry]] = {}
+        self._slots: dict[str, _Slot] = {}
         self.conflicts = 0
 
     async def kv(self) -> KeyValue:
@@ -154,8 +174,51 @@ class LedgerRecorder:
         return out
 
     async def record(self, account: keys.Account, snapshot: Snapshot) -> bool:
-        """Merge a snapshot into the account's entry; False if the entry has another epoch."""
+        """Merge a snapshot into the account's entry; False if the entry has another epoch.
+
+        Concurrent calls for one entry (the lanes of this process) are combined: while a
+        write is in flight the others queue, and the queue goes out as one write.
+        """
         key = account.ledger_key
+        slot = self._slots.setdefault(key, _Slot())
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        slot.queue.append((snapshot, done))
+        if not slot.busy:
+            slot.busy = True
+            try:
+                while slot.queue:
+                    await self._write_queued(key, slot)
+            finally:
+                slot.busy = False
+                for _, waiting in slot.queue:  # only left when this writer was cancelled
+                    if not waiting.done():
+                        waiting.set_exception(RetryableError("ledger write abandoned"))
+                slot.queue = []
+        return await done
+
+    async def _write_queued(self, key: str, slot: _Slot) -> None:
+        queued, slot.queue = slot.queue, []
+        by_epoch: dict[int, list[tuple[Snapshot, asyncio.Future[bool]]]] = {}
+        for item in queued:
+            by_epoch.setdefault(item[0].epoch, []).append(item)
+        for group in by_epoch.values():
+            combined = group[0][0]
+            for snapshot, _ in group[1:]:
+                combined = combined.combine(snapshot)
+            try:
+                ok = await self._write(key, combined)
+            except BaseException as exc:
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for _, done in group:
+                if not done.done():
+                    done.set_result(ok)
+
+    async def _write(self, key: str, snapshot: Snapshot) -> bool:
         kv = await self.kv()
         cached = self._cache.get(key)
         for _ in range(_CAS_ATTEMPTS):
@@ -190,11 +253,11 @@ class LedgerRecorder:
             return None
         newer = current is None or snapshot.version >= current.version
         inflight = dict(current.inflight) if current else {}
-        if snapshot.markers is not None:
-            inflight[self._instance] = Inflight(at=time.time(), markers=dict(snapshot.markers))
-            if len(inflight) > self._keep:
-                ordered = sorted(inflight.items(), key=lambda kv: kv[1].at, reverse=True)
-                inflight = dict(ordered[: self._keep])
+        for owner, markers in snapshot.markers.items():
+            inflight[owner] = Inflight(at=time.time(), markers=dict(markers))
+        if len(inflight) > self._keep:
+            ordered = sorted(inflight.items(), key=lambda kv: kv[1].at, reverse=True)
+            inflight = dict(ordered[: self._keep])
         named = {
             Marker.parse(m).price_version
             for flight in inflight.values()

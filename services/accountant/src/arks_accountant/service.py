@@ -1,8 +1,9 @@
 """Wiring: the accountant's clients and long-running tasks under `arks_common.runtime`.
 
 Tasks (all stop with `service.stop`): follow quota specs from KV; the watchdog
-(readiness and restore-on-data-loss); the consumer (after the first spec snapshot and
-the first restore check); exhaustion re-evaluation; the status loop; the sweeper.
+(readiness and restore-on-data-loss); the consumer lanes (after the first spec snapshot
+and the first restore check; `consumer.lanes` loops share the durable consumer);
+exhaustion re-evaluation; the status loop; the sweeper.
 `/readyz` is ready when NATS and Valkey are reachable, Valkey holds the ledger's epoch
 and the durable consumer is bound.
 """
@@ -75,19 +76,31 @@ async def consume(
             log.warning("waiting for valkey and the ledger: %s", exc.message)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
-    while not stop.is_set():
+    async with asyncio.TaskGroup() as lanes:
+        for index in range(settings.consumer.lanes):
+            lanes.create_task(_consume_lane(accountant, bus, settings, service, index))
+
+
+async def _consume_lane(
+    accountant: Accountant,
+    bus: Bus,
+    settings: AccountantSettings,
+    service: Service,
+    index: int,
+) -> None:
+    handler = accountant.handler(accountant.lane(index))
+    while not service.stop.is_set():
         try:
             await bus.consume(
                 consumer_spec(settings),
-                accountant.handle_batch,
-                stop=stop,
+                handler,
+                stop=service.stop,
                 on_ready=lambda: service.health.set(CONSUMER_CHECK, True),
             )
         except TimeoutError:
             # nats-py's fetch can raise a bare asyncio.TimeoutError when its deadline runs
             # out between two steps; Bus.consume only expects nats.errors.TimeoutError.
             log.warning("a fetch timed out outside Bus.consume's handling; consuming again")
-            service.health.set(CONSUMER_CHECK, False)
 
 
 def make_lifespan(

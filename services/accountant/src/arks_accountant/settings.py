@@ -30,6 +30,13 @@ class ConsumerSettings(BaseModel):
         10, ge=2, description="Deliveries before a message that keeps failing is dead-lettered."
     )
     fetch_timeout: float = Field(1.0, gt=0, description="Seconds one fetch waits for messages.")
+    lanes: int = Field(
+        4,
+        ge=1,
+        le=32,
+        description="Concurrent fetch-settle-ack loops in this process: while one waits for "
+        "Valkey or NATS another computes.",
+    )
     unknown_quota_retries: int = Field(
         3,
         ge=1,
@@ -68,8 +75,11 @@ class LedgerSettings(BaseModel):
     restore_lock_seconds: float = Field(
         60.0, gt=0, description="Lease of the restore lock one accountant holds while restoring."
     )
-    inflight_instances: int = Field(
-        16, ge=2, description="Per-process in-flight id sets kept in each ledger entry."
+    inflight_lanes: int = Field(
+        64,
+        ge=2,
+        description="In-flight marker sets (one per consumer lane of each process) kept in "
+        "each ledger entry; the oldest are dropped beyond this.",
     )
     unconfirmed_batches: int = Field(
         8, ge=1, description="Batches whose acks are not yet known to have reached NATS."

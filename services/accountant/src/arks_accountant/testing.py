@@ -108,7 +108,11 @@ async def running_accountant(
 
 
 async def wait_for(
-    predicate: Callable[[], bool | Awaitable[bool]], *, within: float = 15, what: str = ""
+    predicate: Callable[[], bool | Awaitable[bool]],
+    *,
+    within: float = 15,
+    what: str = "",
+    interval: float = 0.05,
 ) -> None:
     deadline = time.monotonic() + within
     while True:
@@ -119,7 +123,7 @@ async def wait_for(
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(interval)
 
 
 async def publish_usage(bus: Bus, *usage: events.UsageRecorded, msg_id: str | None = None) -> None:

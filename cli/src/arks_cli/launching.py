@@ -42,7 +42,7 @@ from arks_cli.connecting import open_bus
 from arks_cli.console import Console
 from arks_cli.errors import CliError
 from arks_cli.manifests import read_manifests
-from arks_cli.service_catalog import HOST, ROUTER, StackPaths, plan
+from arks_cli.service_catalog import HOST, RECONCILER, ROUTER, StackPaths, plan
 from arks_cli.stack_state import (
     ProcessRecord,
     StackState,
@@ -54,7 +54,7 @@ from arks_cli.supervising import Child
 from arks_common.embedded import NatsServer, ValkeyServer, free_port
 from arks_common.errors import ArksError
 from arks_common.messaging import Bus
-from arks_common.resources import parse_resource
+from arks_common.resources import AnyResource, parse_resource
 from arks_common.store import ResourceStore
 
 T = TypeVar("T")
@@ -274,27 +274,30 @@ class Launcher:
                     )
                 await asyncio.sleep(READY_POLL)
 
-    async def apply_quickstart(self) -> None:
+    async def apply_quickstart(self) -> list[AnyResource]:
+        """Apply the quickstart file (a bad file stops the stack: nothing to wait for)."""
         assert self.bus is not None
         path = quickstart.find_quickstart(self.options.quickstart_file, Path.cwd())
         manifests = read_manifests([str(path)], None)
         for name, directory in quickstart.localize_models(manifests, self.paths.models):
             self.console.info(f"model {name}: no download needed, files in {directory}")
-        store = ResourceStore(self.bus)
         self.console.info(f"applying {path}")
         await applying.apply_manifests(
-            store, manifests, lambda line: self.console.info(f"  {line}")
+            ResourceStore(self.bus), manifests, lambda line: self.console.info(f"  {line}")
         )
-        resources = [parse_resource(m.obj) for m in manifests]
+        return [parse_resource(m.obj) for m in manifests]
+
+    async def await_quickstart(self, resources: list[AnyResource]) -> None:
+        """Until the quickstart answers through the router; then the curl line is known."""
+        assert self.bus is not None
         probes = quickstart.probes(resources)
-        names = {c.name for c in self.children}
         if self.router_url is None or not probes:
             self.console.warn(
                 "no router (or no endpoint with a token): not waiting for the quickstart"
             )
             return
-        if "arks-reconciler" in names:
-            await quickstart.wait_for_applications(store, resources, self.console)
+        if RECONCILER in {c.name for c in self.children}:
+            await quickstart.wait_for_applications(ResourceStore(self.bus), resources, self.console)
         async with httpx.AsyncClient(base_url=self.router_url, timeout=30.0) as client:
             for probe in probes:
                 await quickstart.wait_for_router(client, probe, self.console)
@@ -474,14 +477,24 @@ async def _serve(
     if not finished:
         return 0
     if not options.no_quickstart:
-        finished, _ = await _until(
-            launcher.stop,
-            _with_timeout(
-                options.ready_timeout,
-                launcher.apply_quickstart(),
-                "the quickstart did not answer through the router",
-            ),
-        )
+        finished, resources = await _until(launcher.stop, launcher.apply_quickstart())
+        if not finished or resources is None:
+            return 0
+        try:
+            finished, _ = await _until(
+                launcher.stop,
+                _with_timeout(
+                    options.ready_timeout,
+                    launcher.await_quickstart(resources),
+                    "the quickstart did not answer through the router",
+                ),
+            )
+        except CliError as exc:
+            # The services run: keep them, so the person can look at what went wrong.
+            console.warn(
+                f"{exc.message}; the stack keeps running: see `arks get arkapp,aep,am`, "
+                f"`arks describe arkapp <name>` and {launcher.paths.logs}"
+            )
         if not finished:
             return 0
     launcher.ready = True

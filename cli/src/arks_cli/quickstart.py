@@ -41,6 +41,7 @@ from arks_common.store import ResourceStore
 QUICKSTART_RELATIVE = Path("examples") / "quickstart" / "local.yaml"
 POLL_INTERVAL = 0.5
 CHAT_ATTEMPTS = 5
+RETRIED_STATUSES = (401, 404)
 GENERATED_CONFIG = {
     "architectures": ["Qwen2ForCausalLM"],
     "model_type": "qwen2",
@@ -178,7 +179,10 @@ async def wait_for_router(client: httpx.AsyncClient, probe: Probe, console: Cons
 
 
 async def first_completion(client: httpx.AsyncClient, probe: Probe, console: Console) -> None:
-    """One tiny chat completion; retried only while the router answers 5xx."""
+    """One tiny chat completion. 200 is the answer; 429 (the token's limits or quota are
+    used up, say after many restarts today) still proves the path works. While routes and
+    grants propagate the router may answer 401, 404 or 5xx: those are retried a few times.
+    """
     body = {
         "model": probe.endpoint,
         "messages": [{"role": "user", "content": "ping"}],
@@ -190,12 +194,18 @@ async def first_completion(client: httpx.AsyncClient, probe: Probe, console: Con
         try:
             response = await client.post("/v1/chat/completions", json=body, headers=headers)
         except httpx.HTTPError as exc:
-            last = str(exc)
+            last = str(exc) or type(exc).__name__
         else:
             if response.status_code == 200:
                 return
+            if response.status_code == 429:
+                console.warn(
+                    f"{probe.endpoint} answers, but its token is rate limited or out of quota "
+                    f"now: {response.text[:200]}"
+                )
+                return
             last = f"HTTP {response.status_code}: {response.text[:200]}"
-            if response.status_code < 500:
+            if response.status_code not in RETRIED_STATUSES and response.status_code < 500:
                 break
         await asyncio.sleep(1.0)
     raise CliError(f"{probe.endpoint} does not answer through the router: {last}")

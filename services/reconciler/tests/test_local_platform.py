@@ -151,6 +151,14 @@ async def test_quickstart_scale_crash_delete(
     assert status["observedGeneration"] == 2
     records = await replica_records(bus)
     assert len(records) == 3
+    async with httpx.AsyncClient(trust_env=False) as client:
+        assert (await client.get(f"{reconciler.health_url}/readyz")).status_code == 200
+        metrics = (await client.get(f"{reconciler.health_url}/metrics")).text
+    assert (
+        'arks_reconciler_replicas{kind="ArksApplication",name="app-qwen",namespace="default",'
+        'state="Ready"} 3.0' in metrics
+    )
+    assert 'arks_reconciler_kv_writes_total{bucket="arks-routes"}' in metrics
 
     # Kill one replica: it leaves the routes, then comes back (same name, restarted).
     victim = records[0]

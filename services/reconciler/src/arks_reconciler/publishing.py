@@ -50,6 +50,7 @@ class KvMirror:
         self.bucket = bucket
         self._values: dict[str, bytes] = {}
         self._lock = asyncio.Lock()
+        self.writes = 0
 
     async def load(self) -> None:
         self._values = await read_bucket(self.bus, self.bucket)
@@ -71,6 +72,7 @@ class KvMirror:
         except _NATS_ERRORS as exc:
             raise RetryableError(f"writing {self.bucket}/{key} failed: {exc}") from exc
         self._values[key] = data
+        self.writes += 1
         return True
 
     async def delete(self, key: str) -> bool:
@@ -83,6 +85,7 @@ class KvMirror:
         except _NATS_ERRORS as exc:
             raise RetryableError(f"deleting {self.bucket}/{key} failed: {exc}") from exc
         self._values.pop(key, None)
+        self.writes += 1
         return True
 
     async def retain(self, wanted: Iterable[str]) -> list[str]:

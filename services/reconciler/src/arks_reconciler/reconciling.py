@@ -92,6 +92,8 @@ class Reconciler:
         self.quotas = KvMirror(bus, subjects.QUOTAS_BUCKET)
         self.synced = asyncio.Event()
         """Set once the first full snapshot has been queued."""
+        self.counts: dict[tuple[str, str], int] = {}
+        """Reconciles by (kind or key, result), for the metrics."""
 
     # ------------------------------------------------------------------ running
     async def run(self, stop: asyncio.Event) -> None:
@@ -148,6 +150,18 @@ class Reconciler:
 
     # ------------------------------------------------------------------ dispatch
     async def _reconcile(self, key: Key) -> None:
+        label = key.kind if isinstance(key, ObjectRef) else key
+        result = "error"
+        try:
+            await self._dispatch(key)
+            result = "ok"
+        except RetryableError:
+            result = "retry"
+            raise
+        finally:
+            self.counts[(label, result)] = self.counts.get((label, result), 0) + 1
+
+    async def _dispatch(self, key: Key) -> None:
         if not self.cache.synced:
             # Before the first snapshot an absent object proves nothing (it would look
             # deleted); the snapshot enqueues every object anyway.

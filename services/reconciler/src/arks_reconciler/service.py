@@ -25,6 +25,7 @@ from arks_common.messaging import Bus
 from arks_common.runtime import Service
 from arks_common.store import ResourceStore
 from arks_reconciler.local.platform import LocalPlatform
+from arks_reconciler.metrics import ReconcilerCollector
 from arks_reconciler.platform import Platform
 from arks_reconciler.reconciling import Reconciler
 from arks_reconciler.scraping import LoadScraper
@@ -68,6 +69,7 @@ async def lifespan(service: Service) -> AsyncIterator[None]:
             platform: Platform = build_platform(settings, bus, client)
             await platform.start()
             reconciler = Reconciler(platform, bus, settings.queue)
+            service.registry.register(ReconcilerCollector(reconciler))
             service.spawn("reconcile", reconciler.run(service.stop))
             service.spawn("readiness", _mark_ready(service, reconciler))
             if settings.scrape.enabled:

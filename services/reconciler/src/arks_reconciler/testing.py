@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from arks_common import messaging, resources, subjects
-from arks_common.runtime import run_until_stopped
+from arks_common.runtime import Service, run_until_stopped
 from arks_common.settings import (
     HealthSettings,
     NatsSettings,
@@ -82,13 +82,27 @@ class InProcessReconciler:
         self.settings = settings
         self._stop: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self.service: Service | None = None
 
     async def start(self) -> None:
         self._stop = asyncio.Event()
+        self.service = None
         self._task = asyncio.create_task(
-            run_until_stopped("arks-reconciler", self.settings, lifespan, self._stop),
+            run_until_stopped(
+                "arks-reconciler", self.settings, lifespan, self._stop, on_started=self._started
+            ),
             name="test:reconciler",
         )
+
+    def _started(self, service: Service) -> None:
+        self.service = service
+
+    @property
+    def health_url(self) -> str:
+        """Base URL of /livez, /readyz and /metrics (once started)."""
+        assert self.service is not None
+        assert self.service.http_port is not None
+        return f"http://{self.settings.health.host}:{self.service.http_port}"
 
     async def stop(self) -> None:
         if self._stop is None or self._task is None:

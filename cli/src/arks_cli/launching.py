@@ -26,8 +26,6 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,7 +35,7 @@ from typing import Any, TypeVar
 import httpx
 import psutil  # type: ignore[import-untyped]
 
-from arks_cli import applying, processes, quickstart
+from arks_cli import applying, processes, quickstart, stopping
 from arks_cli.connecting import open_bus
 from arks_cli.console import Console
 from arks_cli.errors import CliError
@@ -46,7 +44,6 @@ from arks_cli.service_catalog import HOST, RECONCILER, ROUTER, StackPaths, plan
 from arks_cli.stack_state import (
     ProcessRecord,
     StackState,
-    read_state,
     remove_state,
     write_state,
 )
@@ -117,28 +114,6 @@ def choose_port(explicit: int | None, conventional: int, what: str, console: Con
     port = free_port()
     console.info(f"port {conventional} is taken; {what} uses {port}")
     return port
-
-
-def clean_stale(root: Path, console: Console) -> None:
-    """Refuse when a stack runs from `root`; stop what a killed one left behind."""
-    state = read_state(root)
-    if state is None:
-        return
-    supervisor = ProcessRecord(
-        name="arks up", pid=state.supervisor_pid, create_time=state.supervisor_create_time
-    )
-    if supervisor.pid != os.getpid() and processes.alive(supervisor):
-        raise CliError(
-            f"a stack already runs from {root} (pid {supervisor.pid}); "
-            "stop it with `arks down` or Ctrl-C in its terminal"
-        )
-    leftovers = [r for r in (*state.processes, *state.descendants) if processes.alive(r)]
-    for record in leftovers:
-        processes.signal_record(record, signal.SIGKILL, group=True)
-    if leftovers:
-        names = ", ".join(sorted({r.name for r in leftovers}))
-        console.info(f"stopped {len(leftovers)} processes left by an earlier `arks up` ({names})")
-    remove_state(root)
 
 
 class Launcher:
@@ -440,7 +415,7 @@ async def run(options: UpOptions, console: Console) -> int:
     code = 0
     try:
         options.root.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(clean_stale, options.root, console)
+        await asyncio.to_thread(stopping.clean_stale, options.root, console)
         if processes.become_subreaper() is False:
             console.warn("cannot adopt orphaned processes here; a crashed service may leave some")
         async with asyncio.TaskGroup() as tg:
@@ -512,62 +487,10 @@ async def _serve(
     return 0
 
 
-def start_detached(args: argparse.Namespace, console: Console) -> int:
-    """`arks up -d`: run `arks up` in its own session and return once it is ready."""
-    options = UpOptions.from_args(args)
-    options.root.mkdir(parents=True, exist_ok=True)
-    clean_stale(options.root, console)
-    argv = [sys.executable, "-m", "arks_cli", "up", "--detached-child", "--dir", str(options.root)]
-    argv += ["--ready-timeout", str(options.ready_timeout)]
-    for flag, value in (
-        ("--router-port", options.router_port),
-        ("--nats-port", options.nats_port),
-        ("--valkey-port", options.valkey_port),
-        ("--quickstart-file", options.quickstart_file),
-    ):
-        if value is not None:
-            argv += [flag, str(value)]
-    if options.no_quickstart:
-        argv.append("--no-quickstart")
-    for service in options.without:
-        argv += ["--without", service]
-    log_path = StackPaths(options.root).log("arks-up")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return asyncio.run(_await_detached(proc, options, log_path, console))
-
-
-async def _await_detached(
-    proc: subprocess.Popen[bytes], options: UpOptions, log_path: Path, console: Console
-) -> int:
-    deadline = asyncio.get_running_loop().time() + 2 * options.ready_timeout + 30
-    while asyncio.get_running_loop().time() < deadline:
-        if proc.poll() is not None:
-            text = await asyncio.to_thread(log_path.read_text, errors="replace")
-            tail = text.splitlines()[-15:]
-            raise CliError("arks up stopped during start-up:\n" + "\n".join(tail))
-        state = read_state(options.root)
-        if state is not None and state.supervisor_pid == proc.pid and state.ready:
-            console.raw(f"Arks is up in the background (pid {proc.pid}); logs in {log_path.parent}")
-            if state.router_url:
-                console.raw(f"Router: {state.router_url}")
-            if state.hint:
-                console.raw("Try it:\n\n" + state.hint + "\n")
-            console.raw("Stop it with `arks down`.")
-            return 0
-        await asyncio.sleep(0.25)
-    raise CliError(f"arks up (pid {proc.pid}) is not ready yet; see {log_path}")
-
-
 def main(args: argparse.Namespace) -> int:
     console = Console()
     if args.detach:
-        return start_detached(args, console)
+        from arks_cli import detaching
+
+        return detaching.start_detached(args, console)
     return asyncio.run(run(UpOptions.from_args(args), console))

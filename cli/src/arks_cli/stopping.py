@@ -1,4 +1,5 @@
-"""`arks down`: stop the stack an `arks up` runs (in the background or another terminal).
+"""`arks down`: stop the stack an `arks up` runs (in the background or another terminal);
+and `clean_stale`, which `arks up` runs first to stop what a killed stack left behind.
 
 It sends SIGTERM to the `arks up` recorded in `.arks/state.json`, which then stops
 everything in order, and waits for it. If that process is gone (killed) or does not
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 from pathlib import Path
 
@@ -56,3 +58,25 @@ async def _stop(root: Path, state: StackState, grace: float, console: Console) -
     remove_state(root)
     console.info(f"killed {len(leftovers)} processes of the stack" if leftovers else "stopped")
     return 0
+
+
+def clean_stale(root: Path, console: Console) -> None:
+    """Refuse when a stack runs from `root`; stop what a killed one left behind."""
+    state = read_state(root)
+    if state is None:
+        return
+    supervisor = ProcessRecord(
+        name="arks up", pid=state.supervisor_pid, create_time=state.supervisor_create_time
+    )
+    if supervisor.pid != os.getpid() and processes.alive(supervisor):
+        raise CliError(
+            f"a stack already runs from {root} (pid {supervisor.pid}); "
+            "stop it with `arks down` or Ctrl-C in its terminal"
+        )
+    leftovers = [r for r in (*state.processes, *state.descendants) if processes.alive(r)]
+    for record in leftovers:
+        processes.signal_record(record, signal.SIGKILL, group=True)
+    if leftovers:
+        names = ", ".join(sorted({r.name for r in leftovers}))
+        console.info(f"stopped {len(leftovers)} processes left by an earlier `arks up` ({names})")
+    remove_state(root)

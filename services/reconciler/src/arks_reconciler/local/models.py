@@ -194,7 +194,10 @@ class ModelCacheClient:
             message = progress_message(latest)
         else:
             rev = hf.revision_or_default()
-            message = f"Waiting for the model cache to download {model.spec.model}@{rev}"
+            message = (
+                f"Waiting for the model cache (arks-model-cache) to download "
+                f"{model.spec.model}@{rev}"
+            )
         return ModelObservation(state=ModelState.LOADING, message=message, storage="model cache")
 
     @staticmethod

@@ -448,6 +448,8 @@ class Supervisor:
                 self._health(r, ok, now)
         for r in list(self.replicas.values()):
             if r.state is ReplicaState.BACKOFF and not r.killing and r.restart_at <= now:
+                if self._locks[r.owner].locked():
+                    continue  # the owner is being changed or removed: next tick
                 await self._restart(r)
             elif r.dirty and r.state is not ReplicaState.STOPPING:
                 await self._record(r)

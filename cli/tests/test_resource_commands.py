@@ -335,3 +335,14 @@ async def test_token_create_prints_a_token_once_whose_hash_is_stored(
     assert "warning: ArksEndpoint default/missing-model does not exist" in other.err
     shown = await arks("describe", "atk", "alice")
     assert token not in shown.out
+
+
+async def test_every_example_manifest_applies(arks: Arks) -> None:
+    examples = sorted((QUICKSTART.parents[1]).rglob("*.yaml"))
+    assert QUICKSTART in examples
+    assert len(examples) >= 2
+    for path in examples:
+        documents = load_resources(path.read_text())
+        result = await arks("apply", "-f", str(path))
+        assert result.code == 0, (path, result.err)
+        assert result.out.count(" created") == len(documents), path

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from arks_accountant.pricing import UNPRICED, PriceList, billing_record, charge
+from arks_accountant.publishing import wire_bytes
 from arks_common import events, ledger
 from arks_common.testing.builders import make_quota_spec, make_usage_event
 
@@ -69,7 +70,11 @@ def test_billing_record_is_deterministic() -> None:
     assert first.occurred_at == event.occurred_at
     assert first.charged_nanos == 38_000
     assert events.BillingRecord.from_bytes(first.to_bytes()) == first
-    assert first.to_bytes() == events.BillingRecord.model_validate(first.model_dump()).to_bytes()
+    assert wire_bytes(first) == first.to_bytes()
+    unpriced = billing_record(
+        make_usage_event(quota=None, quota_period=None), "lifetime", charge(event, UNPRICED)
+    )
+    assert wire_bytes(unpriced) == unpriced.to_bytes()
 
 
 def test_price_list_round_trips() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 
 import orjson
 from pydantic import BaseModel, ConfigDict
@@ -36,7 +37,11 @@ class PriceList(BaseModel):
         return cls(version=spec.price_version, currency=spec.currency, prices=tuple(spec.prices))
 
     def price_for(self, endpoint: str) -> events.EndpointPrice | None:
-        return next((p for p in self.prices if p.endpoint == endpoint), None)
+        return self._by_endpoint.get(endpoint)
+
+    @cached_property
+    def _by_endpoint(self) -> dict[str, events.EndpointPrice]:
+        return {p.endpoint: p for p in reversed(self.prices)}  # the first listed wins
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))
@@ -84,12 +89,8 @@ def charge(event: events.UsageRecorded, prices: PriceList) -> Charge:
 
 
 def billing_record(event: events.UsageRecorded, period: str, cost: Charge) -> events.BillingRecord:
-    """The record of one usage event; the same event and charge always give the same record.
-
-    Built without re-validation: every value comes from a validated event and exact
-    arithmetic (the tests check it round-trips through the model).
-    """
-    return events.BillingRecord.model_construct(
+    """The record of one usage event; the same event and charge always give the same record."""
+    return events.BillingRecord(
         id=events.BillingRecord.id_for(event.id),
         occurred_at=event.occurred_at,
         request_id=event.id,

@@ -63,7 +63,7 @@ async def test_chat_and_completions_unary_and_streaming(gateway, usage):
 
 
 async def test_every_response_has_a_request_id_matching_the_usage_event(gateway, usage):
-    async with httpx.AsyncClient(base_url=gateway.url) as http:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
         ok = await http.post(
             "/v1/chat/completions",
             json={"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2},
@@ -95,7 +95,7 @@ async def test_models_lists_only_granted_endpoints_of_the_namespace(gateway, sta
 
 
 async def test_auth_and_request_errors(gateway, usage, bus):
-    async with httpx.AsyncClient(base_url=gateway.url) as http:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
         body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
         auth = {"authorization": f"Bearer {TOKEN}"}
         missing = await http.post("/v1/chat/completions", json=body)

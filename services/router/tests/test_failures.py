@@ -39,7 +39,7 @@ async def test_upstream_down_answers_502_and_releases_the_reservation(routers, s
     await state.route("m", [dead])
     await state.token(TOKEN, ["m"], tpm=100_000)
     router = await routers.start()
-    async with httpx.AsyncClient(base_url=router.url) as http:
+    async with httpx.AsyncClient(base_url=router.url, timeout=30) as http:
         answer = await http.post("/v1/chat/completions", json=chat(), headers=AUTH)
     assert answer.status_code == 502
     assert answer.json()["error"]["code"] == "upstream_unreachable"
@@ -55,7 +55,7 @@ async def test_upstream_500_keeps_its_status_in_the_openai_envelope(sims, router
     await state.route("m", [url])
     await state.token(TOKEN, ["m"])
     router = await routers.start()
-    async with httpx.AsyncClient(base_url=router.url) as http:
+    async with httpx.AsyncClient(base_url=router.url, timeout=30) as http:
         answer = await http.post("/v1/chat/completions", json=chat(), headers=AUTH)
     assert answer.status_code == 500
     error = answer.json()["error"]
@@ -74,7 +74,7 @@ async def test_failures_before_the_first_byte_retry_elsewhere_and_eject(
     await state.route("m", [failing, dead, good], strategy="weighted")
     await state.token(TOKEN, ["m"])
     router = await routers.start()
-    async with httpx.AsyncClient(base_url=router.url) as http:
+    async with httpx.AsyncClient(base_url=router.url, timeout=30) as http:
         answers = [
             await http.post("/v1/chat/completions", json=chat(), headers=AUTH) for _ in range(12)
         ]
@@ -146,7 +146,7 @@ async def test_valkey_down(sims, routers, state, usage, valkey_server, mode):
     await state.token(TOKEN, ["m"], rpm=100)
     router = await routers.start(redis={"fail_mode": mode})
     valkey_server.stop()
-    async with httpx.AsyncClient(base_url=router.url) as http:
+    async with httpx.AsyncClient(base_url=router.url, timeout=30) as http:
         answer = await http.post("/v1/chat/completions", json=chat(), headers=AUTH)
         again = await http.post("/v1/chat/completions", json=chat(), headers=AUTH)
     if mode == "closed":

@@ -29,7 +29,7 @@ async def governor_for():
 
     yield make
     for client in clients:
-        await client.aclose()
+        await client.close()
 
 
 def _plan(rules, estimate=None, quota=None, request_id="req-1"):

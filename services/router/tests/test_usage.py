@@ -32,7 +32,7 @@ async def test_nats_down_serves_from_memory_spools_and_replays_exactly_once(
     await state.route("m", [url])
     await state.token(TOKEN, ["m"], rpm=1000)
     router = await routers.start()
-    async with httpx.AsyncClient(base_url=router.url) as http:
+    async with httpx.AsyncClient(base_url=router.url, timeout=30) as http:
         before = await http.post("/v1/chat/completions", json=chat(), headers=AUTH)
         await usage.wait(1)
         nats_server.stop()
@@ -65,7 +65,7 @@ async def test_spool_survives_a_router_restart(sims, routers, state, usage, nats
     await state.token(TOKEN, ["m"], rpm=1000)
     first = await routers.spawn()
     nats_server.stop()
-    async with httpx.AsyncClient(base_url=first.url) as http:
+    async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
         answers = [
             await http.post("/v1/chat/completions", json=chat(2), headers=AUTH) for _ in range(5)
         ]
@@ -92,7 +92,7 @@ async def test_windows_settle_to_engine_usage_and_reservations_match_the_ledger(
     await state.token(TOKEN, ["m"], quota="q", rpm=1000, tpm=10**8, tpd=10**9)
     router = await routers.start()
     sizes = [3, 17, 40, 1, 64, 9, 25, 5]
-    async with httpx.AsyncClient(base_url=router.url) as http:
+    async with httpx.AsyncClient(base_url=router.url, timeout=30) as http:
         answers = await asyncio.gather(
             *(
                 http.post("/v1/chat/completions", json=chat(n, stream=i % 2 == 0), headers=AUTH)

@@ -123,7 +123,15 @@ def model_routes(catalog: Catalog, ready: Callable[[], bool]) -> list[Route]:
 def create_app(
     service: Service, proxy: ASGIApp, catalog: Catalog, ready: Callable[[], bool]
 ) -> FastAPI:
-    app = FastAPI(title="Arks router", openapi_url=None, docs_url=None, redoc_url=None)
+    # FastAPI's own telemetry would add a second span and OTel metrics per request;
+    # the proxy makes its own span (when tracing is configured) and Prometheus metrics.
+    app = FastAPI(
+        title="Arks router",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.router.routes.extend(health_routes(service))
     app.router.routes.extend(model_routes(catalog, ready))
     app.router.routes.append(Mount("", app=proxy))
@@ -172,5 +180,5 @@ async def lifespan(service: Service) -> AsyncIterator[HttpApp]:
     finally:
         await publisher.close(settings.shutdown.drain_timeout)
         await session.close()
-        await redis_client.aclose()
+        await redis_client.close()
         await bus.close()

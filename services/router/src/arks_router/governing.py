@@ -26,20 +26,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-import redis.asyncio as aioredis
-import redis.exceptions
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
 from arks_common import ledger
 from arks_common.events import QuotaSpec
-from arks_router import api_errors, limits, scripts
+from arks_router import api_errors, limits, pipelining, scripts
 from arks_router.estimating import Estimate
 from arks_router.settings import RouterSettings
 
 log = logging.getLogger(__name__)
 
-_REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+_REDIS_ERRORS = (ConnectionError, TimeoutError, OSError, pipelining.ReplyError)
+_ADMIT = pipelining.Script(scripts.ADMIT)
+_SETTLE = pipelining.Script(scripts.SETTLE)
 
 
 class RedisUnavailable(Exception):
@@ -114,22 +111,14 @@ def quota_plan(spec: QuotaSpec, endpoint: str, estimate: Estimate, period: str) 
     return QuotaPlan(spec.namespace, spec.name, period, list(strictest.values()))
 
 
-def connect(settings: RouterSettings) -> aioredis.Redis:
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis.url,
-        max_connections=settings.redis.max_connections,
-        timeout=settings.redis.socket_timeout,
-        socket_timeout=settings.redis.socket_timeout,
-        socket_connect_timeout=settings.redis.socket_timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return aioredis.Redis.from_pool(pool)
+def connect(settings: RouterSettings) -> pipelining.PipelinedRedis:
+    return pipelining.PipelinedRedis(settings.redis.url, timeout=settings.redis.socket_timeout)
 
 
 class Governor:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: pipelining.PipelinedRedis,
         settings: RouterSettings,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -138,8 +127,6 @@ class Governor:
         self._redis = client
         self._settings = settings
         self._clock = clock
-        self._admit = client.register_script(scripts.ADMIT)
-        self._settle = client.register_script(scripts.SETTLE)
         self._down_until = 0.0
         self._on_unavailable = on_unavailable
 
@@ -181,7 +168,7 @@ class Governor:
                 argv += [kind, limit, estimate]
             keys.append(ledger.reservation_key(quota.namespace, quota.name, plan.request_id))
             keys.append(ledger.reservation_index_key(quota.namespace, quota.name))
-        reply = await self._run(self._admit(keys=keys, args=argv))
+        reply = await self._run(self._redis.evalsha(_ADMIT, keys, argv))
         if reply is None:
             return Admission(charged=False)
         values = [int(v) for v in cast(list[Any], reply)]
@@ -232,7 +219,7 @@ class Governor:
             ]
         # Settlement never refuses anything, so it always "fails open": a correction
         # lost to an outage only leaves the reservation standing until it slides out.
-        await self._run(self._settle(keys=keys, args=argv), fail_open=True)
+        await self._run(self._redis.evalsha(_SETTLE, keys, argv), fail_open=True)
 
     # ------------------------------------------------------------------ plumbing
     async def _run(self, call: Awaitable[Any], *, fail_open: bool | None = None) -> Any | None:
@@ -244,7 +231,7 @@ class Governor:
             return None
         try:
             return await call
-        except (*_REDIS_ERRORS, redis.exceptions.ResponseError) as exc:
+        except _REDIS_ERRORS as exc:
             log.warning(
                 "redis unavailable for %.1fs: %r", self._settings.redis.breaker_seconds, exc
             )

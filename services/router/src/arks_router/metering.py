@@ -1,10 +1,12 @@
 """Reading usage out of engine responses, streamed or not.
 
-`StreamMeter` sits on an SSE stream: it cuts the bytes into complete events (an event
-split across network chunks is held until its end arrives, so its usage is never
-lost, which is upstream's bug), returns the bytes the client should get, remembers
-the last `usage` the engine sent and counts content-bearing choice deltas so that a
-stream that breaks before its usage chunk can still be charged approximately. When
+`StreamMeter` sits on an SSE stream: it forwards complete events only (an event split
+across network chunks is held until its end arrives, so its usage is never lost,
+which is upstream's bug), returns the bytes the client should get, remembers the last
+`usage` the engine sent and counts content deltas so that a stream that breaks before
+its usage chunk can still be charged approximately. To stay cheap, only the first
+event and events that may carry a usage object are parsed as JSON; the others are
+counted from their bytes (one data event = one delta). When
 the router injected `stream_options.include_usage` itself, the usage-only chunk
 (empty `choices`, a `usage` object) is removed from what the client sees.
 
@@ -79,26 +81,46 @@ class StreamMeter:
         self.done = False
         self.events = 0
         self._buf = b""
+        self._seen_json = False
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes to send to the client now (complete events, minus a stripped one)."""
         buf = self._buf + chunk if self._buf else chunk
+        end = _last_boundary(buf)
+        if end < 0:
+            self._buf = buf
+            return b""
+        complete = buf[:end]
+        self._buf = buf[end:]
+        if self._seen_json and not _may_carry_usage(complete):
+            # The common case: no usage in these events, so they need no parsing; each
+            # data event but [DONE] is one content delta for the estimate.
+            events = complete.count(b"data:")
+            self.events += events
+            if b"[DONE]" in complete:
+                self.done = True
+                events -= 1
+            self.content_events += events
+            return complete
+        return self._split(complete)
+
+    def _split(self, complete: bytes) -> bytes:
+        """Inspect event by event; drop the usage chunk when asked to."""
         pos = 0
         kept = 0
         pieces: list[bytes] = []
         while True:
-            end, sep = _boundary(buf, pos)
+            end, sep = _boundary(complete, pos)
             if end < 0:
                 break
             following = end + sep
-            if self._inspect(buf[pos:end]):
-                pieces.append(buf[kept:pos])
+            if self._inspect(complete[pos:end]):
+                pieces.append(complete[kept:pos])
                 kept = following
             pos = following
-        self._buf = buf[pos:]
         if not pieces:
-            return buf[:pos]  # the common case: no copy when the chunk was whole events
-        pieces.append(buf[kept:pos])
+            return complete
+        pieces.append(complete[kept:])
         return b"".join(pieces)
 
     def finish(self) -> bytes:
@@ -113,7 +135,7 @@ class StreamMeter:
         return self.content_events
 
     def _inspect(self, event: bytes) -> bool:
-        """Record what the event says; True when it must not reach the client."""
+        """Record what one event says; True when it must not reach the client."""
         data = _data_of(event)
         if data is None:
             return False
@@ -121,16 +143,19 @@ class StreamMeter:
         if data == b"[DONE]":
             self.done = True
             return False
+        if self._seen_json and not _may_carry_usage(data):
+            self.content_events += 1
+            return False
         try:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
             return False
         if not isinstance(payload, dict):
             return False
-        if not self.model:
+        if not self._seen_json:
+            self._seen_json = True
             model = payload.get("model")
-            if isinstance(model, str):
-                self.model = model
+            self.model = model if isinstance(model, str) else ""
         choices = payload.get("choices")
         if isinstance(choices, list):
             for choice in choices:
@@ -141,6 +166,23 @@ class StreamMeter:
             return False
         self.usage = usage
         return self.strip_usage and not choices
+
+
+_USAGE_MARKS = (b'"usage":{', b'"usage": {')
+
+
+def _may_carry_usage(data: bytes) -> bool:
+    return b'"usage"' in data and any(mark in data for mark in _USAGE_MARKS)
+
+
+def _last_boundary(buf: bytes) -> int:
+    """Offset just past the last complete event in `buf`, -1 when there is none."""
+    lf = buf.rfind(b"\n\n")
+    if b"\r" in buf:
+        crlf = buf.rfind(b"\r\n\r\n")
+        if crlf >= 0 and crlf + 4 > lf + 2:
+            return crlf + 4
+    return lf + 2 if lf >= 0 else -1
 
 
 def _data_of(event: bytes) -> bytes | None:

@@ -75,10 +75,9 @@ _NOT_FORWARDED = frozenset(
         b"namespace",
         b"username",
         b"x-request-id",
-        b"traceparent",
-        b"tracestate",
     }
 )
+_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 _NOT_RETURNED = frozenset(
     {
         "connection",
@@ -123,6 +122,9 @@ class Proxy:
         self._session = session
         self._metrics = metrics
         self._retry_statuses = frozenset(settings.upstream.retry_statuses)
+        # Spans cost ~50 us each; without an exporter nobody would see them, so the
+        # router then only passes the client's trace context on to the engine.
+        self._tracing = settings.telemetry.otlp_endpoint is not None
         self._error_body_bytes = settings.upstream.error_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -135,14 +137,27 @@ class Proxy:
             query=scope.get("query_string", b""),
             headers=scope["headers"],
         )
+        self._metrics.in_flight.inc()
+        try:
+            if self._tracing:
+                await self._traced(ex, receive, send)
+            else:
+                await self._handle(ex, receive, send)
+        finally:
+            self._metrics.in_flight.dec()
+
+    async def _traced(self, ex: Exchange, receive: Receive, send: Send) -> None:
+        carrier = {
+            key.decode("latin-1"): value.decode("latin-1")
+            for key, value in ex.headers
+            if key in _TRACE_HEADERS
+        }
         with tracer.start_as_current_span(
-            "arks.router.request", kind=trace.SpanKind.SERVER
+            "arks.router.request", context=propagate.extract(carrier), kind=trace.SpanKind.SERVER
         ) as span:
-            self._metrics.in_flight.inc()
             try:
                 await self._handle(ex, receive, send)
             finally:
-                self._metrics.in_flight.dec()
                 if span.is_recording():
                     span.set_attributes(
                         {
@@ -298,15 +313,16 @@ class Proxy:
         headers = [
             (key.decode("latin-1"), value.decode("latin-1"))
             for key, value in ex.headers
-            if key not in _NOT_FORWARDED
+            if key not in _NOT_FORWARDED and not (self._tracing and key in _TRACE_HEADERS)
         ]
         headers.append(("model", ex.endpoint_name))
         headers.append(("namespace", ex.namespace))
         headers.append(("username", ex.token_name))
         headers.append(("x-request-id", ex.request_id))
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        headers.extend(carrier.items())
+        if self._tracing:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            headers.extend(carrier.items())
         return headers
 
     # ------------------------------------------------------------------ relaying

@@ -35,7 +35,6 @@ class RouterRedisSettings(RedisSettings):
         gt=0,
         description="After a Redis failure, skip Redis for this long before probing again.",
     )
-    max_connections: int = Field(256, gt=0, description="Connection pool size.")
 
 
 class GovernanceSettings(BaseModel):

@@ -126,3 +126,19 @@ async def test_list_and_watch(bus: messaging.Bus) -> None:
     finally:
         stop.set()
         await updates.aclose()
+
+
+async def test_delete_retries_when_a_status_write_races_it(bus: messaging.Bus) -> None:
+    store = ResourceStore(bus)
+    await store.create(QUOTA)
+
+    async def write_status(i: int) -> None:
+        await store.update_status("ArksQuota", "default", "basic-quota", lambda s: {"i": i})
+
+    results = await asyncio.gather(
+        *(write_status(i) for i in range(5)),
+        store.delete("ArksQuota", "default", "basic-quota"),
+        return_exceptions=True,
+    )
+    assert not [r for r in results if isinstance(r, BaseException)]
+    assert await store.get("ArksQuota", "default", "basic-quota") is None

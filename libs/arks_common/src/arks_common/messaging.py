@@ -368,7 +368,7 @@ class Bus:
                 except nats.errors.TimeoutError:
                     continue
                 except (nats.errors.Error, OSError) as exc:
-                    log.warning("fetch from %s failed (%s); retrying", spec.durable, exc)
+                    log.warning("fetch from %s failed (%r); retrying", spec.durable, exc)
                     await _sleep_or_stop(stop, 0.5)
                     continue
                 await self._handle_batch(spec, batch, handler)

@@ -253,12 +253,8 @@ class ResourceStore:
                     return True
                 except ConflictError:
                     continue
-            kv = await self._kv()
-            try:
-                await kv.delete(ref.key, last=version)
+            if await self._delete_at(ref, version):
                 return True
-            except nats.js.errors.KeyWrongLastSequenceError:
-                continue
         raise ConflictError(f"{kind} {namespace}/{name} keeps changing; retry delete")
 
     async def set_finalizers(
@@ -276,12 +272,9 @@ class ResourceStore:
                 return current
             version = int(meta["resourceVersion"])
             if not wanted and meta.get("deletionTimestamp"):
-                kv = await self._kv()
-                try:
-                    await kv.delete(ref.key, last=version)
+                if await self._delete_at(ref, version):
                     return None
-                except nats.js.errors.KeyWrongLastSequenceError:
-                    continue
+                continue
             body = copy.deepcopy(current)
             body["metadata"].pop("resourceVersion")
             if wanted:
@@ -293,6 +286,22 @@ class ResourceStore:
             except ConflictError:
                 continue
         raise ConflictError(f"finalizers of {kind} {namespace}/{name} keep changing; retry")
+
+    async def _delete_at(self, ref: ObjectRef, version: int) -> bool:
+        """Delete if still at `version`; False when it changed meanwhile (read and retry)."""
+        kv = await self._kv()
+        try:
+            await kv.delete(ref.key, last=version)
+        except nats.js.errors.BadRequestError as exc:
+            # nats-py maps a stale revision to KeyWrongLastSequenceError on update but
+            # leaves it a plain BadRequestError (10071) on delete.
+            if isinstance(exc, nats.js.errors.KeyWrongLastSequenceError) or exc.err_code in (
+                10071,
+                10164,
+            ):
+                return False
+            raise
+        return True
 
     async def _cas(self, ref: ObjectRef, body: Obj, version: int) -> Obj:
         kv = await self._kv()

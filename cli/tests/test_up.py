@@ -303,3 +303,34 @@ async def test_up_stops_when_the_wrapper_that_started_it_is_killed(tmp_path: Pat
             with contextlib.suppress(psutil.Error):
                 proc.kill()
     assert read_state(root) is None
+
+
+async def test_a_service_that_keeps_crashing_stops_the_stack_with_its_log(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / ".arks"
+    others = [f"--without={name}" for name in SERVICES if name != "arks-router"]
+    env = {**_env(), "ARKS_ROUTING__DEFAULT_STRATEGY": "no-such-strategy"}
+    proc = await asyncio.create_subprocess_exec(
+        *ARKS,
+        "up",
+        "--no-quickstart",
+        "--dir",
+        str(root),
+        *FREE_PORTS,
+        *others,
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), START_TIMEOUT)
+    text = out.decode()
+    assert proc.returncode == 1, text
+    assert "warning: arks-router exited with code" in text
+    assert "restarting in 1s" in text
+    assert "error: arks-router exited with code" in text
+    assert f"3 times while starting; the end of {root / 'logs' / 'arks-router.log'}" in text
+    assert "default_strategy" in text
+    assert read_state(root) is None

@@ -64,6 +64,8 @@ LEFTOVER_GRACE = 5.0
 TRACK_INTERVAL = 1.0
 READY_POLL = 0.25
 SIGNAL_DEBOUNCE = 1.0
+STARTUP_EXITS = 3
+LOG_TAIL = 10
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,15 @@ class Launcher:
                             )
                 if not pending:
                     break
+                crashing = next((c for c in pending.values() if c.exits >= STARTUP_EXITS), None)
+                if crashing is not None:
+                    log_path = crashing.spec.log_path
+                    text = await asyncio.to_thread(log_path.read_text, errors="replace")
+                    tail = "\n".join(f"  {line}" for line in text.splitlines()[-LOG_TAIL:])
+                    raise CliError(
+                        f"{crashing.name} {crashing.last_exit} {crashing.exits} times while "
+                        f"starting; the end of {log_path}:\n{tail}"
+                    )
                 if asyncio.get_running_loop().time() > deadline:
                     logs = ", ".join(f"{c.name}: {c.spec.log_path}" for c in pending.values())
                     raise CliError(
@@ -422,8 +433,8 @@ async def run(options: UpOptions, console: Console) -> int:
             try:
                 code = await _serve(launcher, tg, options, console, ancestors)
             except CliError as exc:
-                for line in exc.message.splitlines():
-                    console.raw(f"error: {line}")
+                first, *rest = exc.message.splitlines() or [""]
+                console.raw("\n".join([f"error: {first}", *rest]))
                 code = exc.exit_code
             finally:
                 await launcher.shutdown()

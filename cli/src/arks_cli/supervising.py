@@ -54,6 +54,9 @@ class Child:
         self.on_change = on_change
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
+        self.exits = 0
+        """Unexpected exits so far."""
+        self.last_exit = ""
         self._stopping = False
         self._wake = asyncio.Event()
 
@@ -104,6 +107,8 @@ class Child:
             if self.stopping():
                 break
             uptime = loop.time() - started
+            self.exits += 1
+            self.last_exit = _how(code)
             if uptime >= BACKOFF_RESET_AFTER:
                 backoff = BACKOFF_INITIAL
             self.console.warn(

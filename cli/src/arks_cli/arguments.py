@@ -31,13 +31,14 @@ examples:
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--nats-url",
+        metavar="URL",
         help="NATS of the stack (default: $ARKS_NATS__URL, then .arks/state.json, "
         "then nats://127.0.0.1:4222)",
     )
 
 
 def _namespace_flags(parser: argparse.ArgumentParser, *, all_namespaces: bool) -> None:
-    parser.add_argument("-n", "--namespace", help="namespace (default: default)")
+    parser.add_argument("-n", "--namespace", metavar="NS", help="namespace (default: default)")
     if all_namespaces:
         parser.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
 
@@ -56,14 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="start NATS, Valkey and every service; apply the quickstart (Ctrl-C stops all)",
         description="Start the local stack in the foreground; Ctrl-C or SIGTERM stops it all.",
     )
-    up.add_argument("--dir", default=".arks", help="data, logs and state (default: .arks)")
+    up.add_argument(
+        "--dir", default=".arks", metavar="DIR", help="data, logs and state (default: .arks)"
+    )
     up.add_argument(
         "--router-port",
         type=int,
+        metavar="PORT",
         help="router port (default: 8080, or a free port when 8080 is taken)",
     )
-    up.add_argument("--nats-port", type=int, help="NATS port (default: 4222 when free)")
-    up.add_argument("--valkey-port", type=int, help="Valkey port (default: 6379 when free)")
+    up.add_argument(
+        "--nats-port", type=int, metavar="PORT", help="NATS port (default: 4222 when free)"
+    )
+    up.add_argument(
+        "--valkey-port", type=int, metavar="PORT", help="Valkey port (default: 6379 when free)"
+    )
     up.add_argument(
         "--without",
         action="append",
@@ -79,12 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--quickstart-file",
+        metavar="FILE",
         help="manifest applied at start (default: examples/quickstart/local.yaml)",
     )
     up.add_argument(
         "--ready-timeout",
         type=float,
         default=120.0,
+        metavar="SECONDS",
         help="seconds to wait for services and the quickstart (default: 120)",
     )
     up.add_argument(
@@ -100,7 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     down = commands.add_parser("down", help="stop a stack started in the background")
     down.add_argument("--dir", help="the stack's directory (default: the nearest .arks)")
     down.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds before killing (default: 60)"
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds before killing (default: 60)",
     )
     down.set_defaults(handler="down")
 
@@ -183,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     usage.add_argument(
         "--redis-url",
+        metavar="URL",
         help="Redis/Valkey of the stack (default: $ARKS_REDIS__URL, then .arks/state.json)",
     )
     _connection_flags(usage)

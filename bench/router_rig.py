@@ -58,7 +58,9 @@ def _pin(pid: int | None, cpu: int) -> None:
             os.sched_setaffinity(pid, {cpu})
 
 
-async def wait_ready(url: str, proc: asyncio.subprocess.Process | None = None, within: float = 60) -> None:
+async def wait_ready(
+    url: str, proc: asyncio.subprocess.Process | None = None, within: float = 60
+) -> None:
     deadline = time.monotonic() + within
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
@@ -143,9 +145,7 @@ class Rig:
         table = RouteTable(
             namespace="default",
             endpoint=endpoint,
-            backends=[
-                RouteBackend(name=f"{endpoint}-{i}", url=url) for i, url in enumerate(urls)
-            ],
+            backends=[RouteBackend(name=f"{endpoint}-{i}", url=url) for i, url in enumerate(urls)],
             **fields,
         )
         kv = await self.bus.kv(subjects.ROUTES_BUCKET)
@@ -282,3 +282,71 @@ class Load:
         return list(outcomes), len(bodies) / elapsed
 
 
+# ----------------------------------------------------------------------------- LiteLLM
+
+LITELLM_VENV = Path(__file__).resolve().parent / ".litellm-venv"
+LITELLM_KEY = "sk-litellm-bench"
+
+
+async def ensure_litellm(ctx: BenchContext) -> Path | None:
+    """LiteLLM's proxy in a virtualenv of its own (never in the workspace lock, whose
+    pins it would fight); installed with pip on first use. None when it cannot be."""
+    script = LITELLM_VENV / "bin" / "litellm"
+    if script.exists():
+        return script
+    ctx.note(f"installing LiteLLM into {LITELLM_VENV} (first run only)")
+    log = ctx.workdir / "litellm-install.log"
+    steps = [
+        ["python3.11", "-m", "venv", str(LITELLM_VENV)],
+        [str(LITELLM_VENV / "bin" / "pip"), "install", "--quiet", "litellm[proxy]"],
+    ]
+    for argv in steps:
+        with log.open("ab") as sink:
+            proc = await asyncio.create_subprocess_exec(*argv, stdout=sink, stderr=sink)
+        try:
+            code = await asyncio.wait_for(proc.wait(), 1200)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            code = -1
+        if code != 0:
+            ctx.note(f"LiteLLM install failed ({argv[0]} exited {code}); see {log}")
+            return None
+    return script if script.exists() else None
+
+
+async def start_litellm(rig_: Rig, script: Path, sim_url: str, *, cpu: int = ROUTER_CPU) -> str:
+    """LiteLLM's proxy in front of the same simulator: master-key auth (it has no
+    Postgres here, so no virtual keys or budgets: that spares it work the router does)."""
+    port = free_port()
+    config = rig_.ctx.workdir / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: m\n"
+        "    litellm_params:\n"
+        "      model: openai/m\n"
+        f"      api_base: {sim_url}/v1\n"
+        "      api_key: none\n"
+        "general_settings:\n"
+        f"  master_key: {LITELLM_KEY}\n"
+        "litellm_settings:\n"
+        "  telemetry: false\n"
+    )
+    env = {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_TELEMETRY": "False",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    proc = await rig_.stack.enter_async_context(
+        process(
+            [str(script), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+            log=rig_.ctx.workdir / "litellm.log",
+            env=env,
+            cpu=cpu,
+        )
+    )
+    url = f"http://127.0.0.1:{port}"
+    await wait_ready(url + "/health/liveliness", proc, within=180)
+    rig_.pids[url] = proc.pid
+    return url

@@ -81,13 +81,13 @@ def test_estimates_are_cheap_and_capped():
         "n": 2,
     }
     estimate = estimating.estimate(estimating.ApiKind.CHAT, chat, 0, settings)
-    assert estimate.prompt_tokens == 3 + 2 * 4 + 765 + 110
+    assert estimate.prompt_tokens == 6 + 2 * 7 + 765 + 110
     assert estimate.completion_tokens == 950 - estimate.prompt_tokens  # capped
     small = estimating.estimate(
         estimating.ApiKind.CHAT, {"messages": [{"role": "user", "content": "héllo"}]}, 0, settings
     )
     assert small.completion_tokens == 100
-    assert small.prompt_tokens == 3 + 4 + 2  # 6 UTF-8 bytes
+    assert small.prompt_tokens == 6 + 7 + 2  # 6 UTF-8 bytes
     ids = estimating.estimate(
         estimating.ApiKind.COMPLETIONS, {"prompt": [1, 2, 3, 4, 5], "max_tokens": 7}, 0, settings
     )

@@ -5,10 +5,12 @@ the engine reports real usage, so the estimate only has to be cheap and roughly
 right; running a tokenizer on the hot path would cost more than the whole proxy.
 
 - Prompt: UTF-8 bytes of the prompt text divided by `bytes_per_token` (about 4 for
-  English; CJK text has ~3 bytes per character and ~1 token per character, so the
-  ratio errs on the safe side), plus `tokens_per_message` of chat-template overhead
-  per message. Token-id prompts are counted exactly. Images count 765 tokens each
-  (a 512-px tile at OpenAI's high detail). Unknown APIs are estimated from the size of
+  English; CJK text, ~3 bytes and ~1 token per character, is under-estimated by about
+  a quarter, which settlement corrects), plus chat-template overhead
+  (`tokens_per_message` per message, `tokens_per_request` for the assistant turn; the
+  defaults count ChatML's markers as plain text, which over-reserves a little for real
+  tokenizers). Token-id prompts are counted exactly. Images count 765 tokens each (a
+  512-px tile at OpenAI's high detail). Unknown APIs are estimated from the size of
   the whole body.
 - Completion: `max_completion_tokens` / `max_tokens` (times `n`, and times the number
   of prompts of a batched completion); a chat request without one reserves
@@ -64,7 +66,9 @@ def estimate(
 ) -> Estimate:
     per_token = settings.bytes_per_token
     if kind is ApiKind.CHAT:
-        prompt = _chat_prompt(body, per_token, settings.tokens_per_message)
+        prompt = _chat_prompt(
+            body, per_token, settings.tokens_per_message, settings.tokens_per_request
+        )
         completion = _limit(body, ("max_completion_tokens", "max_tokens"))
         if completion is None:
             completion = settings.default_max_tokens
@@ -144,12 +148,12 @@ def _texts(content: Any) -> list[str]:
     return []
 
 
-def _chat_prompt(body: dict[str, Any], per_token: float, per_message: int) -> int:
+def _chat_prompt(body: dict[str, Any], per_token: float, per_message: int, per_request: int) -> int:
     messages = body.get("messages")
     if not isinstance(messages, list):
         return 0
     size = 0
-    tokens = 3  # the assistant turn the template opens for the answer
+    tokens = per_request  # the assistant turn the template opens for the answer
     for message in messages:
         if not isinstance(message, dict):
             continue

@@ -41,7 +41,12 @@ class GovernanceSettings(BaseModel):
     bytes_per_token: float = Field(
         4.0, gt=0, description="Prompt estimate: UTF-8 bytes of prompt text per token."
     )
-    tokens_per_message: int = Field(4, ge=0, description="Chat template overhead per message.")
+    tokens_per_message: int = Field(
+        7, ge=0, description="Chat template overhead per message (ChatML counted as text: 7)."
+    )
+    tokens_per_request: int = Field(
+        6, ge=0, description="Chat template overhead of the assistant turn it opens."
+    )
     default_max_tokens: int = Field(
         1024,
         ge=0,

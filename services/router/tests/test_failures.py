@@ -160,4 +160,9 @@ async def test_valkey_down(sims, routers, state, usage, valkey_server, mode):
         events = await usage.wait(2)
         assert all(e.completion_tokens == 4 for e in events)
     assert await metric(router.url, "arks_router_governance_unavailable_total") == 2
-    valkey_server.start()
+    valkey_server.start()  # a new process: its script cache is empty
+    await asyncio.sleep(1.1)  # the breaker's pause
+    async with httpx.AsyncClient(base_url=router.url, timeout=30) as http:
+        recovered = await http.post("/v1/chat/completions", json=chat(), headers=AUTH)
+    assert recovered.status_code == 200
+    assert recovered.headers["x-ratelimit-limit-requests"] == "100"

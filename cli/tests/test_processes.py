@@ -23,7 +23,8 @@ out = subprocess.run(
 orphan = int(out.stdout.strip())
 found = [p.pid for p in processes.descendants()]
 killed = processes.terminate_all([p for p in processes.descendants() if p.pid == orphan], 5.0)
-processes.reap_adopted(())
+seen = processes.reap_adopted((), set())
+processes.reap_adopted((), seen)
 after = [p.pid for p in processes.descendants()]
 print(json.dumps({"adopted": adopted, "orphan": orphan, "found": found, "after": after}))
 """

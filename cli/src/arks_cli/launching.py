@@ -137,6 +137,7 @@ class Launcher:
         self._stopping = False
         self._started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self._descendants: list[ProcessRecord] = []
+        self._zombies: set[int] = set()
         self._bus_cm: contextlib.AbstractAsyncContextManager[Bus] | None = None
 
     # ------------------------------------------------------------------ state file
@@ -304,7 +305,9 @@ class Launcher:
             own = {r.pid for r in self._broker_records()} | {
                 c.pid for c in self.children if c.pid is not None
             }
-            found = await asyncio.to_thread(_snapshot_descendants, own)
+            found, self._zombies = await asyncio.to_thread(
+                _snapshot_descendants, own, self._zombies
+            )
             if {(r.pid, r.create_time) for r in found} != {
                 (r.pid, r.create_time) for r in self._descendants
             }:
@@ -354,8 +357,9 @@ def _first_gone(records: list[ProcessRecord]) -> ProcessRecord | None:
     return next((r for r in records if not processes.alive(r)), None)
 
 
-def _snapshot_descendants(own: set[int]) -> list[ProcessRecord]:
-    processes.reap_adopted(own)
+def _snapshot_descendants(own: set[int], zombies: set[int]) -> tuple[list[ProcessRecord], set[int]]:
+    """The live descendants, and the zombies to reap next time (see `reap_adopted`)."""
+    lingering = processes.reap_adopted(own, zombies)
     found = []
     for proc in processes.descendants(own):
         with contextlib.suppress(psutil.Error):
@@ -367,7 +371,7 @@ def _snapshot_descendants(own: set[int]) -> list[ProcessRecord]:
                     create_time=proc.create_time(),
                 )
             )
-    return found
+    return found, lingering
 
 
 async def _until(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> tuple[bool, T | None]:

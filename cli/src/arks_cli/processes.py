@@ -103,19 +103,30 @@ def descendants(exclude: Iterable[int] = ()) -> list[psutil.Process]:
     return found
 
 
-def reap_adopted(own: Iterable[int]) -> None:
-    """Collect exited processes we adopted as subreaper (never our own children's status)."""
+def reap_adopted(own: Iterable[int], seen_before: set[int]) -> set[int]:
+    """Collect exited processes we adopted as subreaper; returns the zombies seen now.
+
+    A zombie is reaped only when it was already a zombie at the previous call: our own
+    children's exits are collected by asyncio's child watcher at once, so a zombie that
+    lingers is an adopted orphan nobody else waits for (and reaping a child of ours would
+    steal its exit status).
+    """
     mine = set(own)
+    zombies: set[int] = set()
     try:
         children = psutil.Process().children(recursive=False)
     except psutil.Error:
-        return
+        return zombies
     for child in children:
         if child.pid in mine:
             continue
-        with contextlib.suppress(psutil.Error, ChildProcessError, OSError):
+        with contextlib.suppress(psutil.Error):
             if child.status() == psutil.STATUS_ZOMBIE:
-                os.waitpid(child.pid, os.WNOHANG)
+                zombies.add(child.pid)
+    for pid in zombies & seen_before:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+    return zombies - seen_before
 
 
 def terminate_all(processes: list[psutil.Process], grace: float) -> list[psutil.Process]:

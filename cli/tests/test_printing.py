@@ -69,6 +69,12 @@ def test_lookup_follows_json_paths() -> None:
     assert lookup(obj, ".spec.routes[0].name") == "a"
     assert lookup(obj, ".spec.routes[3].name") is None
     assert lookup(obj, ".status.phase") is None
+    quota = {
+        "status": {"quotaStatus": [{"type": "prompt", "used": 3}, {"type": "total", "used": 9}]}
+    }
+    assert lookup(quota, '.status.quotaStatus[?(@.type=="total")].used') == 9
+    assert lookup(quota, ".status.quotaStatus[?(@.type=='prompt')].used") == 3
+    assert lookup(quota, '.status.quotaStatus[?(@.type=="response")].used') is None
 
 
 def test_table_layout() -> None:

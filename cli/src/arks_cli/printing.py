@@ -24,7 +24,9 @@ from arks_common.resources import GROUP, KindInfo
 
 Obj = dict[str, Any]
 NONE = "<none>"
-_PATH_PART = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
+_PATH_PART = re.compile(
+    r"\.([^.\[\]]+)|\[(\d+)\]|\[\?\(@\.([A-Za-z0-9_]+)\s*==\s*(?:\"([^\"]*)\"|'([^']*)')\)\]"
+)
 
 
 @dataclass(frozen=True)
@@ -62,19 +64,35 @@ def columns_for(kind: str, *, wide: bool) -> list[Column]:
 
 
 def lookup(obj: Any, json_path: str) -> Any:
-    """The value at a simple JSONPath (`.spec.model.name`, `.status.routes[0].name`)."""
+    """The value at a printer column's JSONPath: fields (`.spec.model.name`), indexes
+    (`.status.routes[0].name`) and equality filters
+    (`.status.quotaStatus[?(@.type=="total")].used`, the first match, as kubectl shows)."""
     value = obj
     for match in _PATH_PART.finditer(json_path):
-        key, index = match.groups()
+        key, index, field_name, double, single = match.groups()
         if key is not None:
             if not isinstance(value, dict) or key not in value:
                 return None
             value = value[key]
-        else:
+        elif index is not None:
             position = int(index)
             if not isinstance(value, list) or position >= len(value):
                 return None
             value = value[position]
+        else:
+            wanted = double if double is not None else single
+            if not isinstance(value, list):
+                return None
+            value = next(
+                (
+                    item
+                    for item in value
+                    if isinstance(item, dict) and str(item.get(field_name)) == wanted
+                ),
+                None,
+            )
+            if value is None:
+                return None
     return value
 
 

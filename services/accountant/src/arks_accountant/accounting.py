@@ -383,9 +383,7 @@ class Accountant:
             if r is not None and recorded[p.account]
         ]
         started = time.perf_counter()
-        stored = await self._publisher.publish(
-            [r for _, r in to_bill], [outcome.previous[i] is None for i, _ in to_bill]
-        )
+        stored = await self._publisher.publish([r for _, r in to_bill])
         phase.labels("bill").observe(time.perf_counter() - started)
         billed = {i: ok for (i, _), ok in zip(to_bill, stored, strict=True)}
         self._metrics.billing_failures.inc(sum(1 for ok in stored if not ok))

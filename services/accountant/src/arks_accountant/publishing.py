@@ -1,16 +1,10 @@
 """Billing records onto JetStream: a whole batch in flight at once, each one confirmed.
 
-Two ways, both confirmed by the stream before the caller acks anything:
-
-- **Per record** (always available): every record is a plain publish with its own reply
-  subject under one inbox this process subscribes to once; JetStream answers each with a
-  PubAck (or an error). One socket write per batch, one reply per record.
-- **Atomic batch** (when the ARKS_BILLING stream allows atomic publish, nats-server
-  2.12+): the records of events applied for the first time go out as JetStream atomic
-  batches of up to 1000, all stored or none, with one PubAck per batch. A batch that
-  contains a record the stream already holds is refused whole ("duplicate message id"),
-  so records that may have been published before (re-bills of duplicates) take the
-  per-record way, and a refused batch is retried per record.
+Every record goes out as a plain publish with its own reply subject under one inbox this
+process subscribes to once; JetStream answers each with a PubAck (or an error), so a
+batch costs one socket write and one reply per record rather than a request round trip
+each. (JetStream's atomic batches, one reply per batch, were measured slower here: the
+server holds a batch until its commit.)
 
 A record's `Nats-Msg-Id` is `bill-<request id>`: publishing it again after a crash or a
 redelivery is dropped by the stream's duplicate window (billing systems should still
@@ -24,13 +18,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import nats.errors
-import nats.js.errors
 import orjson
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -41,12 +32,6 @@ from arks_common.messaging import Bus
 log = logging.getLogger(__name__)
 
 _STATUS_HEADER = "Status"
-BATCH_ID_HEADER = "Nats-Batch-Id"
-BATCH_SEQUENCE_HEADER = "Nats-Batch-Sequence"
-BATCH_COMMIT_HEADER = "Nats-Batch-Commit"
-ATOMIC_BATCH_MAX = 1000
-"""nats-server's default `jetstream.limits.batch.max_msgs`."""
-_CONFIG_RECHECK_SECONDS = 60.0
 
 
 def wire_bytes(record: events.BillingRecord) -> bytes:
@@ -57,7 +42,7 @@ def wire_bytes(record: events.BillingRecord) -> bytes:
 
 @dataclass
 class _Waiting:
-    """Replies one publish call waits for; `index` maps a reply token to its records."""
+    """Replies one publish call waits for, by reply token."""
 
     results: list[bool]
     remaining: int
@@ -80,41 +65,16 @@ class BillingPublisher:
         self._sub: Subscription | None = None
         self._tokens = itertools.count()
         self._waiting: dict[str, _Waiting] = {}
-        self._atomic: bool | None = None
-        self._atomic_checked = 0.0
-        self.atomic_batches = 0
 
-    async def publish(
-        self, records: Sequence[events.BillingRecord], fresh: Sequence[bool] | None = None
-    ) -> list[bool]:
-        """Publish every record; per record, whether JetStream stored it (or had it already).
-
-        `fresh[i]` says record i was never published before (its event was applied just
-        now), which lets it travel in an atomic batch.
-        """
+    async def publish(self, records: Sequence[events.BillingRecord]) -> list[bool]:
+        """Publish every record; per record, whether JetStream stored it (or had it already)."""
         if not records:
             return []
         await self._subscribe()
-        fresh = fresh if fresh is not None else [False] * len(records)
-        atomic = [i for i, new in enumerate(fresh) if new] if await self._atomic_allowed() else []
         waiting = _Waiting([False] * len(records), 0)
-        chunks = [atomic[i : i + ATOMIC_BATCH_MAX] for i in range(0, len(atomic), ATOMIC_BATCH_MAX)]
-        in_batches = set(atomic)
-        singles = [i for i in range(len(records)) if i not in in_batches]
-        for chunk in chunks:
-            await self._send_batch(records, chunk, waiting)
-        for index in singles:
+        for index in range(len(records)):
             await self._send_one(records, index, waiting)
         await self._wait(waiting)
-        retry = [i for chunk in chunks for i in chunk if not waiting.results[i]]
-        if retry:
-            log.info("%d records of refused atomic batches go one by one", len(retry))
-            again = _Waiting([False] * len(records), 0)
-            for index in retry:
-                await self._send_one(records, index, again)
-            await self._wait(again)
-            for index in retry:
-                waiting.results[index] = again.results[index]
         return waiting.results
 
     # ------------------------------------------------------------------ sending
@@ -140,33 +100,6 @@ class BillingPublisher:
         except (nats.errors.Error, OSError) as exc:
             log.warning("billing publish of %s failed: %s", record.id, exc)
             self._fail(token)
-
-    async def _send_batch(
-        self, records: Sequence[events.BillingRecord], indices: list[int], waiting: _Waiting
-    ) -> None:
-        token = self._token(waiting, indices)
-        batch_id = uuid.uuid4().hex
-        last = len(indices)
-        try:
-            for sequence, index in enumerate(indices, start=1):
-                record = records[index]
-                headers = {
-                    **record.headers(),
-                    BATCH_ID_HEADER: batch_id,
-                    BATCH_SEQUENCE_HEADER: str(sequence),
-                }
-                reply = ""
-                if sequence == last:
-                    headers[BATCH_COMMIT_HEADER] = "1"
-                    reply = f"{self._prefix}.{token}"
-                await self._bus.nc.publish(
-                    _subject(record), wire_bytes(record), reply=reply, headers=headers
-                )
-        except (nats.errors.Error, OSError) as exc:
-            log.warning("atomic billing batch failed to send: %s", exc)
-            self._fail(token)
-            return
-        self.atomic_batches += 1
 
     def _fail(self, token: str) -> None:
         waiting = self._waiting.pop(token, None)
@@ -195,22 +128,7 @@ class BillingPublisher:
         waiting = self._waiting.pop(token, None)
         if waiting is None:
             return  # the call gave up on it already
-        ok = _stored(msg)
-        if not ok and len(waiting.tokens.get(token, [])) > 1 and _atomic_disabled(msg):
-            self._atomic = False  # the stream's config changed under us
-        waiting.settle(token, ok)
-
-    async def _atomic_allowed(self) -> bool:
-        now = time.monotonic()
-        if self._atomic is None or now - self._atomic_checked > _CONFIG_RECHECK_SECONDS:
-            self._atomic_checked = now
-            try:
-                info = await self._bus.js.stream_info(subjects.BILLING_STREAM)
-                self._atomic = bool(getattr(info.config, "allow_atomic", False))
-            except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
-                log.debug("cannot read the billing stream's config: %s", exc)
-                self._atomic = False
-        return bool(self._atomic)
+        waiting.settle(token, _stored(msg))
 
 
 def _subject(record: events.BillingRecord) -> str:
@@ -236,11 +154,3 @@ def _stored(reply: Msg) -> bool:
         log.debug("billing publish refused: %s", answer)
         return False
     return "stream" in answer
-
-
-def _atomic_disabled(reply: Msg) -> bool:
-    answer = _answer(reply)
-    if not isinstance(answer, dict):
-        return False
-    error = answer.get("error")
-    return isinstance(error, dict) and "disabled" in str(error.get("description", ""))

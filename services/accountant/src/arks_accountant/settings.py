@@ -31,7 +31,7 @@ class ConsumerSettings(BaseModel):
     )
     fetch_timeout: float = Field(1.0, gt=0, description="Seconds one fetch waits for messages.")
     lanes: int = Field(
-        4,
+        2,
         ge=1,
         le=32,
         description="Concurrent fetch-settle-ack loops in this process: while one waits for "

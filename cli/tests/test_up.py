@@ -27,6 +27,9 @@ from arks_cli.stack_state import StackState, read_state
 from arks_common import subjects
 from cli.tests.conftest import wait_until
 
+# Whole stacks of real processes: typically 5-20 s each, but the machine is shared.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
 ARKS = [sys.executable, "-m", "arks_cli"]
 FREE_PORTS = ["--nats-port", "0", "--valkey-port", "0", "--router-port", "0"]
 START_TIMEOUT = 90.0

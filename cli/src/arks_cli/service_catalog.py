@@ -7,7 +7,8 @@ the launcher sets:
   `ARKS_HEALTH__PORT` (a distinct free port), `ARKS_TELEMETRY__LOG_JSON=true`;
 - arks-reconciler: `ARKS_PLATFORM=local`, `ARKS_LOCAL__DATA_DIR=.arks`,
   `ARKS_LOCAL__LOG_DIR=.arks/logs` (replica logs), `ARKS_LOCAL__MODELS_DIR=.arks/models`,
-  `ARKS_LOCAL__STOP_ON_EXIT=true` (replicas stop with the stack);
+  `ARKS_LOCAL__STOP_ON_EXIT=true` (replicas stop with the stack),
+  `ARKS_SHUTDOWN__DRAIN_TIMEOUT=15` (above the replicas' 10 s stop grace);
 - arks-router: `ARKS_HTTP__HOST=127.0.0.1`, `ARKS_HTTP__PORT` (8080 by default; its
   `/readyz` is on that port), `ARKS_USAGE__SPOOL_DIR=.arks/router-spool`;
 - arks-accountant: the common variables;
@@ -39,6 +40,7 @@ ACCOUNTANT = "arks-accountant"
 MODEL_CACHE = "arks-model-cache"
 #: Start order; `arks up` stops them in reverse.
 SERVICES = (RECONCILER, ACCOUNTANT, MODEL_CACHE, ROUTER)
+RECONCILER_DRAIN_SECONDS = 15
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,9 @@ def _spec(
                 # The whole stack stops together: take the replicas down too (a
                 # crashed reconciler still leaves them to its successor to adopt).
                 "ARKS_LOCAL__STOP_ON_EXIT": "true",
+                # Longer than the replicas' stop grace (10 s), so slow engines are
+                # stopped before the reconciler exits; `arks up` waits longer still.
+                "ARKS_SHUTDOWN__DRAIN_TIMEOUT": str(RECONCILER_DRAIN_SECONDS),
             }
         )
     elif name == ROUTER:

@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from arks_accountant import keys
 from arks_accountant.local_status import LocalStatusWriter
 from arks_accountant.testing import (
     FakeClock,
@@ -134,6 +135,15 @@ async def test_daily_period_reset(bus, redis, nats_server, valkey_server):
             return (await used(redis, "default", "basic-quota", day2))["total"] == 10
 
         await wait_for(day2_counted, what="day 2 usage")
+        # two days later only the current period and the two before it stay in the account
+        clock.advance(days=2)
+        account = keys.Account("default", "basic-quota").hash_key
+
+        async def day1_pruned():
+            return not await redis.hexists(account, keys.period_field(day1, "total"))
+
+        await wait_for(day1_pruned, what="old period pruned")
+        assert await redis.hexists(account, keys.period_field(day2, "total"))
     reset = notices.of("reset")[0]
     assert not reset.exhausted
     assert reset.period == day2 == "d2026-03-10"

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
@@ -70,7 +70,6 @@ class Running:
     service: Service
     stop: asyncio.Event
     task: asyncio.Task[None]
-    extras: dict[str, object] = field(default_factory=dict)
 
     def metric(self, name: str, **labels: str) -> float:
         value = self.service.registry.get_sample_value(name, labels or None)

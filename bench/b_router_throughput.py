@@ -37,6 +37,12 @@ PROMPT_CHARS = 4000
 OUTPUT_TOKENS = 16
 
 
+def _load_average() -> float:
+    """1-minute load average: how busy this shared machine was during the step."""
+    with open("/proc/loadavg") as stat:
+        return float(stat.read().split()[0])
+
+
 def _stats(outcomes: list[Outcome]) -> dict[str, float]:
     ok = [o for o in outcomes if o.status == 200]
     ttft = [o.ttft for o in ok]
@@ -106,6 +112,7 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
                     "router": v,
                     "added_ttft_p99_ms": round(added_p99, 2),
                     "router_cpu_ms_per_request": round(cpu_ms, 3),
+                    "load_average": _load_average(),
                     "passed": v["errors"] == 0 and added_p99 < 50.0,
                 }
                 ladder.append(step)

@@ -5,6 +5,7 @@ CLI writes and checks them."""
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -131,10 +132,14 @@ def test_names_subresources_and_columns() -> None:
         # every printer column points at a field of the schema
         for column in version["additionalPrinterColumns"]:
             node = schema
-            for part in column["jsonPath"].strip(".").split("."):
+            # A filter step (`quotaStatus[?(@.type=="total")]`) selects list items.
+            path = re.sub(r"\[\?\(@[^]]*\)\]", "[]", column["jsonPath"])
+            for part in path.strip(".").split("."):
                 if part == "metadata":
                     break
-                node = node["properties"][part]
+                node = node["properties"][part.removesuffix("[]")]
+                if part.endswith("[]"):
+                    node = node["items"]
     endpoint = crds.crd_for("aep")["spec"]["versions"][0]["additionalPrinterColumns"]
     assert {c["name"] for c in endpoint} >= {"Age", "Default Weight", "Strategy"}
 

@@ -96,6 +96,26 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
     "ArksQuota": [
         {**_AGE, "name": "AGE"},
         _column("Reset", ".spec.resetPeriod", description="Reset period"),
+        _column(
+            "Used Total",
+            '.status.quotaStatus[?(@.type=="total")].used',
+            "integer",
+            description="Total tokens used this period",
+        ),
+        _column(
+            "Used Prompt",
+            '.status.quotaStatus[?(@.type=="prompt")].used',
+            "integer",
+            description="Prompt tokens used this period",
+            wide=True,
+        ),
+        _column(
+            "Used Response",
+            '.status.quotaStatus[?(@.type=="response")].used',
+            "integer",
+            description="Response tokens used this period",
+            wide=True,
+        ),
         _column("Budget", ".spec.budget.limit", description="Money budget per period"),
         _column("Spent", ".status.budgetStatus.spent", description="Money spent this period"),
         _column("Currency", ".spec.budget.currency", wide=True),

@@ -197,3 +197,32 @@ async def test_status_written_to_the_local_store(bus, redis, nats_server, valkey
     assert status["budgetStatus"]["currency"] == "USD"
     assert "periodStart" not in status
     assert obj["metadata"]["generation"] == 1
+
+
+async def test_a_lost_announcement_is_made_late(bus, redis, nats_server, valkey_server):
+    await put_spec(bus, limited(10))
+    settings = make_settings(nats_server.url, valkey_server.url)
+    async with running_accountant(settings):
+        await publish_usage(bus, make_usage_event(prompt_tokens=10, completion_tokens=10))
+
+        async def exhausted():
+            try:
+                return (await kv_state(bus, "default", "basic-quota")).exhausted
+            except Exception:
+                return False
+
+        await wait_for(exhausted, what="exhausted")
+    # the announcement was lost: KV still says what it said before
+    stale = events.QuotaStateChanged(
+        id="stale", namespace="default", quota="basic-quota", period="lifetime", exhausted=False
+    )
+    kv = await bus.kv(subjects.QUOTA_STATE_BUCKET)
+    await kv.put(subjects.namespaced_key("default", "basic-quota"), stale.to_bytes())
+    notices = await listen(bus, "default", "basic-quota")
+    async with running_accountant(settings.model_copy(update={"instance_id": "other"})):
+        await wait_for(lambda: len(notices.received) == 1, what="late announcement")
+        await asyncio.sleep(0.5)  # and only one
+    assert len(notices.received) == 1
+    assert notices.received[0].exhausted
+    assert notices.received[0].reason == "restored"
+    assert (await kv_state(bus, "default", "basic-quota")).exhausted

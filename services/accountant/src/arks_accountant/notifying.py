@@ -3,8 +3,10 @@ state per quota in KV `arks-quota-state` for routers that start later.
 
 Which call announces a transition is decided inside the SETTLE script, so exactly one
 accountant process announces each. Announcing is best effort on the wire: a notice
-that fails to publish is logged, and the KV entry is repaired by `repair()` from the
-state Valkey holds (the status loop calls it), so routers that read KV converge.
+that fails to publish is logged, and `repair()` (called by the status loop) compares KV
+with the state Valkey holds and announces again what KV lacks, so a notice lost with a
+crash or an outage arrives within a status interval (in that failure case possibly from
+two accountants at once).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Notifier:
         self._notices = notices
         self.known: dict[tuple[str, str], tuple[str, bool]] = {}
         """(namespace, quota) → (period, exhausted) this process last put into KV."""
+        self._suspect: dict[tuple[str, str], tuple[str, bool]] = {}
 
     async def announce(self, state: events.QuotaStateChanged, *, publish: bool = True) -> bool:
         """Publish the notice (unless `publish` is False) and store it as the latest state."""
@@ -89,21 +92,32 @@ class Notifier:
         return ok
 
     async def repair(self, state: events.QuotaStateChanged) -> None:
-        """Make KV hold `state` if what it holds says otherwise (no notice is published)."""
+        """Make KV hold `state` if what it holds says otherwise, and publish it then: a
+        transition decided by a call whose announcement failed (NATS down, a crash) is
+        announced late rather than never. A disagreement must be seen on two calls in a
+        row, so the moment between a script's decision and its own announcement (another
+        process may look just then) never causes a second notice."""
         key = (state.namespace, state.quota)
-        if self.known.get(key) == (state.period, state.exhausted):
+        current = (state.period, state.exhausted)
+        if self.known.get(key) == current:
+            self._suspect.pop(key, None)
             return
         try:
             kv = await self._bus.kv(subjects.QUOTA_STATE_BUCKET)
             try:
                 entry = await kv.get(subjects.namespaced_key(*key))
                 stored = events.decode_as(events.QuotaStateChanged, entry.value or b"")
-                if (stored.period, stored.exhausted) == (state.period, state.exhausted):
-                    self.known[key] = (state.period, state.exhausted)
+                if (stored.period, stored.exhausted) == current:
+                    self.known[key] = current
+                    self._suspect.pop(key, None)
                     return
             except (nats.js.errors.KeyNotFoundError, PermanentError):
                 pass
         except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
             log.debug("quota state check of %s/%s failed: %s", *key, exc)
             return
-        await self.announce(state, publish=False)
+        if self._suspect.get(key) != current:
+            self._suspect[key] = current
+            return
+        del self._suspect[key]
+        await self.announce(state)

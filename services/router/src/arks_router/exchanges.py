@@ -77,6 +77,8 @@ class Exchange:
     backend: Candidate | None = None
     status: int = 0
     response_started: bool = False
+    response_finished: bool = False
+    """The last body message was handed to the server: a disconnect now is normal."""
     upstream_started: float | None = None
     upstream_ended: float | None = None
     first_byte_at: float | None = None

@@ -124,7 +124,7 @@ class _Connection:
                     future.set_exception(reply)
                 else:
                     future.set_result(reply)
-        except (OSError, EOFError, asyncio.IncompleteReadError, ConnectionError, IndexError) as exc:
+        except (OSError, EOFError, ValueError, ConnectionError, IndexError) as exc:
             self.fail(ConnectionError(f"redis connection lost: {exc!r}"))
 
     def send(self, command: bytes) -> asyncio.Future[Reply]:

@@ -27,6 +27,7 @@ those itself (upstream's contract) along with `x-request-id` and the trace conte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -206,7 +207,7 @@ class Proxy:
     async def _forward(self, ex: Exchange, receive: Receive, send: Send) -> None:
         try:
             async with asyncio.TaskGroup() as group:
-                watcher = group.create_task(_watch_disconnect(receive), name="client-watch")
+                watcher = group.create_task(_watch_disconnect(receive, ex), name="client-watch")
                 try:
                     await self._exchange(ex, send)
                 finally:
@@ -364,6 +365,7 @@ class Proxy:
         headers.append((b"content-length", str(len(body)).encode()))
         ex.response_started = True
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        ex.response_finished = True
         await send({"type": "http.response.body", "body": body, "more_body": False})
         self._remember(ex)
 
@@ -394,7 +396,7 @@ class Proxy:
         except (aiohttp.ClientError, TimeoutError) as exc:
             broken = exc
         except asyncio.CancelledError:
-            self._metered(ex, meter, complete=False)
+            self._metered(ex, meter)
             raise
         tail = meter.finish()
         if broken is not None or (not meter.done and ex.kind is not estimating.ApiKind.OTHER):
@@ -402,12 +404,13 @@ class Proxy:
             self._failed(ex, ex.backend, "stream")
             ex.outcome = Outcome.UPSTREAM_ERROR
             tail += _stream_error_event(ex, broken)
-        self._metered(ex, meter, complete=broken is None)
+        self._metered(ex, meter)
+        ex.response_finished = True
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         if broken is None:
             self._remember(ex)
 
-    def _metered(self, ex: Exchange, meter: metering.StreamMeter, *, complete: bool) -> None:
+    def _metered(self, ex: Exchange, meter: metering.StreamMeter) -> None:
         ex.model = meter.model
         if meter.usage is not None:
             ex.usage, ex.usage_source = meter.usage, "engine"
@@ -443,6 +446,7 @@ class Proxy:
         headers.append((b"content-length", str(len(body)).encode()))
         ex.response_started = True
         await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        ex.response_finished = True
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
@@ -453,18 +457,27 @@ def _next_candidate(ranked: list[Candidate], tried: list[Candidate]) -> Candidat
     return None
 
 
-async def _watch_disconnect(receive: Receive) -> None:
+async def _watch_disconnect(receive: Receive, ex: Exchange) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
+            if ex.response_finished:
+                return  # the server reports the end of a response it has fully sent
             raise ClientGone
 
 
 async def _read_error_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    try:
-        return await response.content.read(limit)
-    except (aiohttp.ClientError, TimeoutError):
-        return b""
+    """Up to `limit` bytes of an error body (whatever arrived if the engine breaks off)."""
+    chunks: list[bytes] = []
+    size = 0
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        while size < limit:
+            chunk = await response.content.read(limit - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    return b"".join(chunks)
 
 
 def _stream_error_event(ex: Exchange, broken: BaseException | None) -> bytes:

@@ -31,6 +31,11 @@ from __future__ import annotations
 _WINDOW_LIB = r"""
 local CHUNK = 500
 
+-- Integers as Redis arguments: Lua's default number format turns 1e15 into "1e+15".
+local function int(x)
+  return string.format('%d', x)
+end
+
 local function clock_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -56,7 +61,7 @@ local function slide(key, cur, nb)
   while b < oldest do
     local last = math.min(oldest - 1, b + CHUNK - 1)
     local fields = {}
-    for i = b, last do fields[#fields + 1] = i end
+    for i = b, last do fields[#fields + 1] = int(i) end
     local vals = redis.call('HMGET', key, unpack(fields))
     for i = 1, #vals do
       if vals[i] then total = total - tonumber(vals[i]) end
@@ -65,7 +70,7 @@ local function slide(key, cur, nb)
     b = last + 1
   end
   if total < 0 then total = 0 end
-  redis.call('HSET', key, 't', total, 'h', oldest)
+  redis.call('HSET', key, 't', int(total), 'h', int(oldest))
   return total, oldest
 end
 
@@ -76,7 +81,7 @@ local function wait_for(key, need, head, cur, nb, bms, now)
   while b <= cur do
     local last = math.min(cur, b + CHUNK - 1)
     local fields = {}
-    for i = b, last do fields[#fields + 1] = i end
+    for i = b, last do fields[#fields + 1] = int(i) end
     local vals = redis.call('HMGET', key, unpack(fields))
     for i = 1, #vals do
       if vals[i] then
@@ -149,9 +154,9 @@ end
 for i = 1, R do
   local r = rules[i]
   if r[5] > 0 then
-    redis.call('HINCRBY', r[1], r[6], r[5])
+    redis.call('HINCRBY', r[1], int(r[6]), int(r[5]))
   end
-  redis.call('HSET', r[1], 't', r[7] + r[5], 'h', r[8])
+  redis.call('HSET', r[1], 't', int(r[7] + r[5]), 'h', int(r[8]))
   redis.call('PEXPIRE', r[1], (r[3] + 1) * r[2])
 end
 if Q > 0 then
@@ -160,14 +165,14 @@ if Q > 0 then
   for j = 1, Q do
     local est = quota[j][2]
     if est > 0 then
-      redis.call('INCRBY', KEYS[R + 2 * j], est)
+      redis.call('INCRBY', KEYS[R + 2 * j], int(est))
     end
     fields[quota[j][1]] = est
   end
   redis.call('HSET', KEYS[R + 2 * Q + 1], 'period', ARGV[4],
-    'prompt', fields.prompt, 'response', fields.response, 'total', fields.total,
-    'cost', fields.cost, 'expires', expires)
-  redis.call('ZADD', KEYS[R + 2 * Q + 2], expires, ARGV[1])
+    'prompt', int(fields.prompt), 'response', int(fields.response),
+    'total', int(fields.total), 'cost', int(fields.cost), 'expires', int(expires))
+  redis.call('ZADD', KEYS[R + 2 * Q + 2], int(expires), ARGV[1])
 end
 return out
 """
@@ -190,17 +195,17 @@ for i = 1, #KEYS do
     local total, head = slide(key, cur, nb)
     local applied = 0
     if b >= head and b <= cur then
-      local v = tonumber(redis.call('HGET', key, b) or '0')
+      local v = tonumber(redis.call('HGET', key, int(b)) or '0')
       applied = delta
       if v + applied < 0 then applied = -v end
-      if applied ~= 0 then redis.call('HINCRBY', key, b, applied) end
+      if applied ~= 0 then redis.call('HINCRBY', key, int(b), int(applied)) end
     elseif delta > 0 then
       applied = delta
-      redis.call('HINCRBY', key, cur, applied)
+      redis.call('HINCRBY', key, int(cur), int(applied))
     end
     total = total + applied
     if total < 0 then total = 0 end
-    redis.call('HSET', key, 't', total, 'h', head)
+    redis.call('HSET', key, 't', int(total), 'h', int(head))
     redis.call('PEXPIRE', key, (nb + 1) * bms)
   end
 end

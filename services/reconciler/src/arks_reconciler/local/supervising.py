@@ -436,7 +436,13 @@ class Supervisor:
         for r in list(self.replicas.values()):
             if r.state is ReplicaState.STOPPING and not r.stop_started and self._tg is not None:
                 self._spawn_task(self._stop(r), f"stop:{r.name}")
-        live = [r for r in self.replicas.values() if r.state in LIVE and not r.killing]
+        # A replica being created has neither process nor identity until its spawn
+        # returns; judging it now would call it dead and start a second one on its port.
+        live = [
+            r
+            for r in self.replicas.values()
+            if r.state in LIVE and not r.killing and (r.process or r.identity) is not None
+        ]
         exits = await asyncio.to_thread(_exits, live)
         for r, code in exits:
             await self._exited(r, code)

@@ -24,6 +24,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import nats.errors
 import nats.js.errors
@@ -48,6 +49,11 @@ class Inflight(BaseModel):
 
     at: float = Field(description="Unix time of the write.")
     markers: dict[str, str] = Field(default_factory=dict, description="request id → marker")
+
+    @cached_property
+    def versions(self) -> frozenset[str]:
+        """The price versions the markers name (computed once per entry read or write)."""
+        return frozenset(Marker.parse(m).price_version for m in self.markers.values())
 
 
 class LedgerEntry(BaseModel):
@@ -258,11 +264,7 @@ class LedgerRecorder:
         if len(inflight) > self._keep:
             ordered = sorted(inflight.items(), key=lambda kv: kv[1].at, reverse=True)
             inflight = dict(ordered[: self._keep])
-        named = {
-            Marker.parse(m).price_version
-            for flight in inflight.values()
-            for m in flight.markers.values()
-        }
+        named = {v for flight in inflight.values() for v in flight.versions}
         prices = {**(current.prices if current else {}), **snapshot.prices}
         prices = {v: p for v, p in prices.items() if v in named and v}
         if newer:

@@ -32,8 +32,7 @@ cannot collide), and `_meta.epoch` for the restore epoch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from arks_common import ledger, subjects
 
@@ -91,9 +90,11 @@ USED_SUFFIXES: Final = _suffixes("used")
 RESERVED_SUFFIXES: Final = _suffixes("reserved")
 
 
-@dataclass(frozen=True)
-class Account:
-    """Where one request's usage is accounted: its quota, or its token when it has none."""
+class Account(NamedTuple):
+    """Where one request's usage is accounted: its quota, or its token when it has none.
+
+    A named tuple: accounts key dicts on the hot path, and tuples hash and compare in C.
+    """
 
     namespace: str
     quota: str | None

@@ -1,9 +1,10 @@
 """Typed settings of the accountant, read once at start-up.
 
 Environment variables use the `ARKS_` prefix and `__` between groups, e.g.
-`ARKS_NATS__URL`, `ARKS_REDIS__URL`, `ARKS_CONSUMER__BATCH`,
+`ARKS_NATS__URL`, `ARKS_REDIS__URL`, `ARKS_CONSUMER__BATCH`, `ARKS_CONSUMER__LANES`,
 `ARKS_CONSUMER__MAX_ACK_PENDING`, `ARKS_STATUS__WRITER=none`, `ARKS_STATUS__INTERVAL`,
-`ARKS_SWEEP__INTERVAL`, `ARKS_HEALTH__PORT`. Invalid values fail validation at start-up.
+`ARKS_SWEEP__INTERVAL`, `ARKS_LEDGER__WATCHDOG_INTERVAL`, `ARKS_HEALTH__PORT`
+(docs/accountant.md lists them all). Invalid values fail validation at start-up.
 """
 
 from __future__ import annotations

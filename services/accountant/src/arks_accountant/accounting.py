@@ -134,6 +134,13 @@ class Lane:
 
 
 class Accountant:
+    """Settles usage batches and re-evaluates quotas; owns the clients' accountant-side state.
+
+    `handler(lane)` is what `Bus.consume` runs; `evaluate()` re-decides exhaustion when a
+    spec changes or a period rolls over; `epoch()` is the restore gate every Valkey write
+    of the accountant passes.
+    """
+
     def __init__(
         self,
         *,

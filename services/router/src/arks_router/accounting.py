@@ -74,7 +74,7 @@ class Accountant:
             reserved_tokens=ex.admission.reserved_tokens,
             outcome=ex.outcome,
             status_code=ex.status or 0,
-            usage_source=ex.usage_source,  # type: ignore[arg-type]
+            usage_source=ex.usage_source,
             ttft_ms=ttft_ms,
             duration_ms=duration_ms,
             stream=ex.stream,

@@ -25,7 +25,7 @@ In order, failing fast and charging nothing until the last step:
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
@@ -41,7 +41,7 @@ from arks_router.routing.prefix_affinity import PrefixAffinity, prefix_blocks
 from arks_router.routing.selecting import Fleet
 from arks_router.settings import RouterSettings
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
 class ClientGone(Exception):

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from arks_common.events import EndpointGrant, Outcome
 from arks_router.catalog import Endpoint
@@ -19,6 +19,8 @@ from arks_router.estimating import ApiKind, Estimate
 from arks_router.governing import Admission
 from arks_router.metering import Usage
 from arks_router.routing.base import Candidate
+
+UsageSource = Literal["engine", "estimated", "none"]
 
 REQUEST_ID_KEY = "arks.request_id"
 """Where the request-id middleware leaves the id in the ASGI scope."""
@@ -86,7 +88,7 @@ class Exchange:
     # the outcome
     outcome: Outcome = Outcome.SUCCESS
     usage: Usage | None = None
-    usage_source: str = "none"
+    usage_source: UsageSource = "none"
     model: str = ""
 
     @property

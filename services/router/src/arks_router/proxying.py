@@ -175,7 +175,7 @@ class Proxy:
 
     async def _handle(self, ex: Exchange, receive: Receive, send: Send) -> None:
         try:
-            await self._admitter.admit(ex, receive)  # type: ignore[arg-type]
+            await self._admitter.admit(ex, receive)
         except api_errors.ApiError as error:
             ex.status = error.status
             self._accountant.rejected(ex, error)

@@ -166,41 +166,46 @@ async def test_up_detached_refuses_a_second_stack_and_down_cleans_up_after_a_cra
     assert state.ready
     assert {p.name for p in state.processes} == {"nats-server", "valkey-server", "arks-accountant"}
     everything = _tree(state.supervisor_pid)
+    try:
+        again = await asyncio.create_subprocess_exec(
+            *ARKS,
+            "up",
+            "--no-quickstart",
+            "--dir",
+            str(root),
+            *FREE_PORTS,
+            cwd=tmp_path,
+            env=_env(),
+            stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        _, err = await asyncio.wait_for(again.communicate(), 60)
+        assert again.returncode == 1
+        assert b"a stack already runs from" in err
+        assert b"Traceback" not in err
 
-    again = await asyncio.create_subprocess_exec(
-        *ARKS,
-        "up",
-        "--no-quickstart",
-        "--dir",
-        str(root),
-        *FREE_PORTS,
-        cwd=tmp_path,
-        env=_env(),
-        stderr=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    _, err = await asyncio.wait_for(again.communicate(), 60)
-    assert again.returncode == 1
-    assert b"a stack already runs from" in err
-    assert b"Traceback" not in err
-
-    # A supervisor killed outright cannot stop its children: `arks down` must.
-    everything[0].kill()
-    await wait_until(lambda: _survivors(everything[:1]) == [])
-    assert _survivors(everything[1:]) != []
-    down = await asyncio.create_subprocess_exec(
-        *ARKS,
-        "down",
-        cwd=tmp_path,
-        env=_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(down.communicate(), 90)
-    assert down.returncode == 0, out.decode()
-    assert b"killed" in out
-    assert _survivors(everything) == []
-    assert read_state(root) is None
+        # A supervisor killed outright cannot stop its children: `arks down` must.
+        everything[0].kill()
+        await wait_until(lambda: _survivors(everything[:1]) == [])
+        assert _survivors(everything[1:]) != []
+        down = await asyncio.create_subprocess_exec(
+            *ARKS,
+            "down",
+            cwd=tmp_path,
+            env=_env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(down.communicate(), 90)
+        assert down.returncode == 0, out.decode()
+        assert b"killed" in out
+        assert _survivors(everything) == []
+        assert read_state(root) is None
+    finally:
+        # A failed assertion above must not leave a detached stack running.
+        for proc in everything:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
 
 
 async def test_commands_say_when_the_stack_is_not_running(

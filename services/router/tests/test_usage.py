@@ -43,11 +43,11 @@ async def test_nats_down_serves_from_memory_spools_and_replays_exactly_once(
         assert all(a.status_code == 200 for a in during)
         assert (await http.get("/readyz")).status_code == 200  # last known state keeps serving
         spool = next((tmp_path / "spool").glob("usage-*.spool"))
-        for _ in range(100):
-            if spool.stat().st_size > 0:
+        for _ in range(200):
+            if spool.read_bytes().count(b"\n") >= 6:
                 break
             await asyncio.sleep(0.05)
-        assert spool.read_bytes().count(b"\n") == 6
+        assert spool.read_bytes().count(b"\n") == 6  # all six, durable, none published
         nats_server.start()
         events = await usage.wait(7, within=20)
     ids = [e.id for e in events]
@@ -105,7 +105,12 @@ async def test_windows_settle_to_engine_usage_and_reservations_match_the_ledger(
     assert all(e.usage_source == "engine" for e in events)
     engine_total = sum(e.total_tokens for e in events)
     tag = limits.slot_tag("default", "tok", "m", "q")
-    await asyncio.sleep(0.2)  # settlement runs right after the response's last byte
+    # Settlement runs right after each response's last byte (after its usage event).
+    tpm_key = limits.window_key(tag, "default", "tok", "m", "tpm")
+    for _ in range(100):
+        if int((await redis.hget(tpm_key, "t")) or 0) == engine_total:
+            break
+        await asyncio.sleep(0.05)
     for rule in ("tpm", "tpd"):
         window = await redis.hgetall(limits.window_key(tag, "default", "tok", "m", rule))
         assert int(window[b"t"]) == engine_total

@@ -365,7 +365,9 @@ class Bus:
             while not stop.is_set():
                 try:
                     batch = await sub.fetch(spec.batch, timeout=spec.fetch_timeout)
-                except nats.errors.TimeoutError:
+                except TimeoutError:
+                    # nats.errors.TimeoutError, and the plain asyncio one nats-py lets
+                    # escape from fetch now and then: both mean "nothing yet".
                     continue
                 except (nats.errors.Error, OSError) as exc:
                     log.warning("fetch from %s failed (%r); retrying", spec.durable, exc)

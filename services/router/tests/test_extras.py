@@ -74,8 +74,11 @@ async def test_least_load_follows_engine_load_snapshots(sims, routers, state, us
         ],
     )
     await bus.publish_core(subjects.load_subject("default", "m"), snapshot)
-    await bus.nc.flush()
-    await asyncio.sleep(0.3)
+    async with httpx.AsyncClient(base_url=router.url, timeout=30) as http:
+        for _ in range(200):
+            if "arks_router_load_snapshots_total 1.0" in (await http.get("/metrics")).text:
+                break
+            await asyncio.sleep(0.02)
     async with httpx.AsyncClient(base_url=router.url, timeout=30) as http:
         for _ in range(6):
             body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1}

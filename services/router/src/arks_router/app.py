@@ -173,7 +173,10 @@ async def lifespan(service: Service) -> AsyncIterator[HttpApp]:
                 f"watch:{bucket}",
                 watching.watch_bucket(bus, bucket, catalog, service.health, service.stop),
             )
-        service.spawn("loads", watching.follow_loads(bus, fleet, service.stop))
+        service.spawn(
+            "loads",
+            watching.follow_loads(bus, fleet, service.stop, metrics.load_snapshots.inc),
+        )
         service.spawn("usage", publisher.run(service.stop))
         app = create_app(service, proxy, catalog, ready)
         yield HttpApp(app, settings.http.host, settings.http.port)

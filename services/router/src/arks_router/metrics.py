@@ -80,6 +80,11 @@ class RouterMetrics:
             "Requests being proxied right now.",
             registry=registry,
         )
+        self.load_snapshots = Counter(
+            "arks_router_load_snapshots",
+            "Engine load snapshots received on arks.load.>.",
+            registry=registry,
+        )
         self.cancelled = Counter(
             "arks_router_client_disconnects",
             "Requests whose client went away before the response ended.",

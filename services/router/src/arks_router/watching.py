@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from arks_common import subjects
@@ -47,7 +48,9 @@ async def watch_bucket(
             health.set(check_name(bucket), True)
 
 
-async def follow_loads(bus: Bus, fleet: Fleet, stop: asyncio.Event) -> None:
+async def follow_loads(
+    bus: Bus, fleet: Fleet, stop: asyncio.Event, on_snapshot: Callable[[], None] | None = None
+) -> None:
     async def on_message(message: Any) -> None:
         try:
             snapshot = decode_as(EngineLoadSnapshot, message.data)
@@ -55,6 +58,8 @@ async def follow_loads(bus: Bus, fleet: Fleet, stop: asyncio.Event) -> None:
             log.warning("dropping a load snapshot on %s: %s", message.subject, exc)
             return
         fleet.observe_load(snapshot)
+        if on_snapshot is not None:
+            on_snapshot()
 
     subscription = await bus.nc.subscribe(subjects.LOAD_ALL, cb=on_message)
     try:

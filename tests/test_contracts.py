@@ -27,8 +27,11 @@ def _sources() -> list[Path]:
     files = []
     for base in dirs:
         for path in base.rglob("*.py"):
-            if "/tests/" in str(path) or path.name == "subjects.py":
+            relative = path.relative_to(ROOT)
+            if "tests" in relative.parts or path.name == "subjects.py":
                 continue
+            if any(part.startswith(".") for part in relative.parts):
+                continue  # virtualenvs and caches (bench/.litellm-venv)
             files.append(path)
     return files
 

@@ -50,9 +50,9 @@ QUOTA_STATE_ALL: Final = f"{QUOTA_STATE_ROOT}.>"
 DLQ_ALL: Final = f"{DLQ_ROOT}.>"
 
 # ---------------------------------------------------------------------------- consumers
-ACCOUNTANT_CONSUMER: Final = "arks-accountant"
+ACCOUNTANT_CONSUMER: Final = "arks-accountant-usage"
 """Durable pull consumer on ARKS_USAGE shared by every accountant process."""
-MODEL_CACHE_CONSUMER: Final = "arks-model-cache"
+MODEL_CACHE_CONSUMER: Final = "arks-model-cache-jobs"
 """Durable pull consumer on ARKS_MODEL_JOBS shared by every model-cache process."""
 RECONCILER_MODEL_EVENTS_CONSUMER: Final = "arks-reconciler-model-events"
 """Durable consumer the reconciler reads model progress/results with."""

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +47,7 @@ from arks_cli.stack_state import (
     write_state,
 )
 from arks_cli.supervising import Child
+from arks_common import embedded
 from arks_common.embedded import NatsServer, ValkeyServer, free_port
 from arks_common.errors import ArksError
 from arks_common.messaging import Bus
@@ -95,23 +95,13 @@ class UpOptions:
         )
 
 
-def port_is_free(port: int, host: str = HOST) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def choose_port(explicit: int | None, conventional: int, what: str, console: Console) -> int:
     """The explicit port (which must be free), else the conventional one, else a free one."""
     if explicit is not None:
-        if explicit != 0 and not port_is_free(explicit):
+        if explicit != 0 and not embedded.port_is_free(explicit, HOST):
             raise CliError(f"port {explicit} for {what} is already in use")
         return explicit or free_port()
-    if port_is_free(conventional):
+    if embedded.port_is_free(conventional, HOST):
         return conventional
     port = free_port()
     console.info(f"port {conventional} is taken; {what} uses {port}")

@@ -9,17 +9,8 @@ from __future__ import annotations
 
 import socket
 
+from arks_common import embedded
 from arks_common.errors import RetryableError
-
-
-def _bindable(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _kernel_port(host: str) -> int:
@@ -48,13 +39,13 @@ class PortAllocator:
             prefer
             and prefer not in self.in_use
             and self._allowed(prefer)
-            and _bindable(self.host, prefer)
+            and embedded.port_is_free(prefer, self.host)
         ):
             self.in_use.add(prefer)
             return prefer
         if self.low:
             for port in range(self.low, self.high + 1):
-                if port not in self.in_use and _bindable(self.host, port):
+                if port not in self.in_use and embedded.port_is_free(port, self.host):
                     self.in_use.add(port)
                     return port
             raise RetryableError(f"no free port in {self.low}-{self.high} for a replica", delay=5.0)

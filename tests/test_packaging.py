@@ -89,3 +89,15 @@ def test_makefile_front_door() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make lint" in ci
     assert "make test" in ci
+
+
+def test_every_benchmark_exposes_an_async_run(monkeypatch) -> None:
+    import importlib
+    import inspect
+
+    monkeypatch.syspath_prepend(str(ROOT))  # `make bench` runs `python -m bench` from here
+    names = sorted(p.stem for p in (ROOT / "bench").glob("b_*.py"))
+    assert {"b_engine_sim", "b_accountant", "b_model_cache", "b_router"} <= set(names)
+    for name in names:
+        module = importlib.import_module(f"bench.{name}")
+        assert inspect.iscoroutinefunction(module.run), name

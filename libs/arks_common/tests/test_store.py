@@ -142,3 +142,18 @@ async def test_delete_retries_when_a_status_write_races_it(bus: messaging.Bus) -
     )
     assert not [r for r in results if isinstance(r, BaseException)]
     assert await store.get("ArksQuota", "default", "basic-quota") is None
+
+
+async def test_builders_make_objects_the_store_accepts(bus: messaging.Bus) -> None:
+    from arks_common.testing import builders
+
+    store = ResourceStore(bus)
+    for obj in (
+        builders.make_model(storage={"localPath": "/models/qwen"}),
+        builders.make_application(replicas=2),
+        builders.make_endpoint(strategy="leastLoad"),
+        builders.make_token(),
+        builders.make_quota(),
+    ):
+        created = await store.create(obj)
+        assert created["spec"] == obj["spec"]

@@ -19,5 +19,7 @@ Such servers must be dedicated to tests: every test starts by deleting the Arks
 streams and buckets (NATS) and flushing the database (Redis), which is how tests stay
 isolated from each other there.
 
-Builders (`arks_common.testing.builders`) make valid messages with overridable fields.
+Builders (`arks_common.testing.builders`) make valid messages (`make_usage_event`, …) and
+resources (`make_model`, `make_application`, `make_endpoint`, `make_token`, `make_quota`)
+with overridable fields.
 """

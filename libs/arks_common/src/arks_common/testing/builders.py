@@ -95,3 +95,68 @@ def make_quota_spec(**overrides: Any) -> events.QuotaSpec:
     }
     values.update(overrides)
     return events.QuotaSpec(**values)
+
+
+# --------------------------------------------------------------------------- resources
+# Objects are JSON dicts, the form the store, the CLI and the Kubernetes API take; each
+# builder validates its result, so a test can never start from an invalid object.
+
+
+def _resource(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    from arks_common import resources
+
+    obj = {
+        "apiVersion": "arks.ai/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+    return resources.dump_resource(resources.parse_resource(obj))
+
+
+def make_model(name: str = "qwen-7b", namespace: str = "default", **spec: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {"model": "Qwen/Qwen2.5-7B-Instruct-1M"}
+    values.update(spec)
+    return _resource("ArksModel", name, namespace, values)
+
+
+def make_application(
+    name: str = "app-qwen", namespace: str = "default", **spec: Any
+) -> dict[str, Any]:
+    values: dict[str, Any] = {"replicas": 1, "runtime": "sim", "model": {"name": "qwen-7b"}}
+    values.update(spec)
+    return _resource("ArksApplication", name, namespace, values)
+
+
+def make_endpoint(name: str = "qwen-7b", namespace: str = "default", **spec: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {"defaultWeight": 1}
+    values.update(spec)
+    return _resource("ArksEndpoint", name, namespace, values)
+
+
+def make_token(
+    name: str = "example-token",
+    namespace: str = "default",
+    token: str = "sk-test123456",
+    **spec: Any,
+) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "token": token,
+        "qos": [
+            {
+                "arksEndpoint": {"name": "qwen-7b"},
+                "rateLimits": [{"type": "rpm", "value": 60}],
+                "quota": {"name": "basic-quota"},
+            }
+        ],
+    }
+    values.update(spec)
+    return _resource("ArksToken", name, namespace, values)
+
+
+def make_quota(
+    name: str = "basic-quota", namespace: str = "default", **spec: Any
+) -> dict[str, Any]:
+    values: dict[str, Any] = {"quotas": [{"type": "total", "value": 600000}]}
+    values.update(spec)
+    return _resource("ArksQuota", name, namespace, values)

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 
 from arks_cli.console import Console
 from arks_cli.supervising import Child, ChildSpec

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import nats
-import psutil  # type: ignore[import-untyped]
+import psutil
 import pytest
 import redis.asyncio as aioredis
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import psutil  # type: ignore[import-untyped]
+import psutil
 
 from arks_cli import applying, processes, quickstart, stopping
 from arks_cli.connecting import open_bus

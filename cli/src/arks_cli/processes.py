@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import Iterable
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 
 from arks_cli.stack_state import ProcessRecord
 

@@ -34,9 +34,8 @@ from arks_common.resources import ArksQuota, ResourceError, parse_resource
 from arks_common.store import ResourceStore
 
 GROUPINGS: Final = ("namespace", "token", "endpoint", "quota")
-NAMESPACES_KEY: Final = "arks:usage:namespaces"
-COST_PREFIX: Final = "cost_nanos:"
-_INDEX: Final = {"token": "tokens", "endpoint": "endpoints", "quota": "quotas"}
+NAMESPACES_KEY: Final = ledger.USAGE_NAMESPACES_KEY
+COST_PREFIX: Final = ledger.USAGE_COST_FIELD_PREFIX
 LIMITED_KINDS: Final = ("prompt", "response", "total")
 
 
@@ -44,15 +43,8 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def usage_key(namespace: str, by: str, name: str | None = None) -> str:
-    """The accountant's lifetime usage hash of a token, endpoint, quota or namespace."""
-    prefix = f"arks:usage:{{{namespace}}}:"
-    return f"{prefix}all" if by == "namespace" else f"{prefix}{by}:{name}"
-
-
-def index_key(namespace: str, by: str) -> str:
-    """The set listing a namespace's tokens, endpoints or quotas with usage."""
-    return f"arks:usage:{{{namespace}}}:{_INDEX[by]}"
+usage_key = ledger.usage_key
+index_key = ledger.usage_index_key
 
 
 @dataclass

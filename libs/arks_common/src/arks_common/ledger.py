@@ -15,6 +15,13 @@ script can touch them atomically. Counters per quota and period:
     arks:done:{ns/q}:<request-id>                marker: usage of this request applied
 
 `<kind>` is prompt | response | total | cost (cost in nano units of the currency).
+
+Lifetime usage, kept by the accountant for reporting (`arks usage`), in hashes with fields
+`requests`, `prompt`, `cached`, `completion`, `total` and `cost_nanos:<currency>`:
+
+    arks:usage:{ns}:token:<t> | :endpoint:<e> | :quota:<q> | :all
+    arks:usage:{ns}:tokens | :endpoints | :quotas   sets: the names above, for listing
+    arks:usage:namespaces                           set: namespaces with usage
 Money is computed with exact `Decimal` arithmetic and charged in integer nano units
 (1e-9 of the currency): counters are exact sums of what the billing records state.
 
@@ -130,3 +137,23 @@ def from_nanos(nanos: int) -> Decimal:
 def token_cost(tokens: int, price_per_million: Decimal) -> Decimal:
     """Exact cost of `tokens` at a price per million tokens."""
     return Decimal(tokens) * price_per_million / TOKENS_PER_PRICE_UNIT
+
+
+USAGE_NAMESPACES_KEY: Final = "arks:usage:namespaces"
+USAGE_COST_FIELD_PREFIX: Final = "cost_nanos:"
+_USAGE_INDEX: Final = {"token": "tokens", "endpoint": "endpoints", "quota": "quotas"}
+
+
+def usage_key(namespace: str, by: str, name: str | None = None) -> str:
+    """Lifetime usage hash of a token, endpoint or quota (`by`), or of the namespace."""
+    prefix = f"arks:usage:{{{namespace}}}:"
+    if by == "namespace":
+        return f"{prefix}all"
+    if by not in _USAGE_INDEX or not name:
+        raise ValueError(f"usage is kept by namespace, token, endpoint or quota, not {by!r}")
+    return f"{prefix}{by}:{name}"
+
+
+def usage_index_key(namespace: str, by: str) -> str:
+    """The set listing a namespace's tokens, endpoints or quotas that have usage."""
+    return f"arks:usage:{{{namespace}}}:{_USAGE_INDEX[by]}"

@@ -1,25 +1,80 @@
-"""Billing publishes confirmed by the stream, duplicates included."""
+"""Billing publishes over the wire: confirmed by the stream, duplicates included, and the
+fast encoding byte for byte what the BillingRecord model produces."""
 
 from __future__ import annotations
 
-from arks_accountant.pricing import UNPRICED, billing_record, charge
-from arks_accountant.publishing import BillingPublisher
-from arks_accountant.testing import stream_messages
-from arks_common import subjects
-from arks_common.testing.builders import make_usage_event
+from decimal import Decimal
+
+from arks_accountant.decoding import Usage
+from arks_accountant.pricing import UNPRICED, PriceList, bill_for, billing_record, charge
+from arks_accountant.publishing import Bill, BillingPublisher
+from arks_accountant.testing import connected_wire, stream_messages
+from arks_common import events, subjects
+from arks_common.testing.builders import make_quota_spec, make_usage_event
 
 
-def records(n: int):
+def bills(n: int) -> list[Bill]:
     out = []
     for _ in range(n):
         event = make_usage_event()
-        out.append(billing_record(event, "lifetime", charge(event, UNPRICED)))
+        out.append(Bill.of(billing_record(event, "lifetime", charge(event, UNPRICED))))
     return out
 
 
-async def test_per_record_publish_is_confirmed_and_deduplicated(bus):
-    publisher = BillingPublisher(bus, timeout=5)
-    batch = records(40)
-    assert await publisher.publish(batch) == [True] * 40
-    assert await publisher.publish(batch[:10]) == [True] * 10  # duplicates are stored already
+async def test_per_record_publish_is_confirmed_and_deduplicated(bus, nats_server):
+    async with connected_wire(nats_server.url) as wire:
+        publisher = BillingPublisher(wire, timeout=5)
+        batch = bills(40)
+        assert await publisher.publish(batch) == [True] * 40
+        assert await publisher.publish(batch[:10]) == [True] * 10  # stored already
     assert await stream_messages(bus, subjects.BILLING_STREAM) == 40
+    sub = await bus.js.pull_subscribe(subjects.BILLING_ALL, durable="check")
+    stored = await sub.fetch(40, timeout=5)
+    first = stored[0]
+    assert first.data == batch[0].body
+    assert first.headers == {
+        events.TYPE_HEADER: "BillingRecord",
+        events.VERSION_HEADER: "1",
+        events.MSG_ID_HEADER: batch[0].record_id,
+    }
+    assert first.subject == batch[0].subject.decode()
+
+
+async def test_publish_without_a_stream_is_not_confirmed(bus, nats_server):
+    await bus.js.delete_stream(subjects.BILLING_STREAM)
+    async with connected_wire(nats_server.url) as wire:
+        publisher = BillingPublisher(wire, timeout=5)
+        assert await publisher.publish(bills(3)) == [False] * 3
+
+
+async def test_publish_fails_fast_when_the_connection_is_lost(bus, nats_server):
+    async with connected_wire(nats_server.url) as wire:
+        publisher = BillingPublisher(wire, timeout=30)
+        nats_server.stop()
+        try:
+            assert await publisher.publish(bills(5)) == [False] * 5
+        finally:
+            nats_server.start()
+
+
+def test_fast_bill_is_the_model_bill() -> None:
+    price = events.EndpointPrice(
+        endpoint="qwen-7b",
+        prompt=Decimal("0.15"),
+        cached_prompt=Decimal("0.075"),
+        completion=Decimal("0.6"),
+    )
+    prices = PriceList.of(make_quota_spec(prices=[price], price_version="pv-7"))
+    cases = [
+        make_usage_event(prompt_tokens=523, cached_tokens=40, completion_tokens=77),
+        make_usage_event(quota=None, quota_period=None, token_name="solo", model=""),
+        make_usage_event(id='weird "id" é ', outcome=events.Outcome.CANCELLED),
+        make_usage_event(endpoint="unpriced", prompt_tokens=0, completion_tokens=0),
+        make_usage_event(prompt_tokens=1, completion_tokens=10**9),
+    ]
+    for event in cases:
+        for period in ("lifetime", "d2026-03-10"):
+            cost = charge(event, prices)
+            assert bill_for(Usage.of(event), period, cost) == Bill.of(
+                billing_record(event, period, cost)
+            )

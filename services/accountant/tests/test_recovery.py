@@ -194,6 +194,12 @@ async def test_kill_9_mid_batch_then_restart(bus, redis, nats_server, valkey_ser
         assert 0 < killed_at < len(usage)
         proc = _accountant_process(nats_server.url, valkey_server.url, log)
         await wait_for(totals_equal(redis, usage), within=45, what="everything applied once")
+
+        async def all_billed() -> bool:
+            return await stream_messages(bus, subjects.BILLING_STREAM) >= len(usage)
+
+        # the batches in flight at the kill are redelivered after ack_wait: then re-billed
+        await wait_for(all_billed, within=45, what="every event billed")
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -10,7 +10,7 @@ dead-lettered with the reason), price it, then
 3. publish one BillingRecord per event (again for duplicates: the earlier publish may
    have been lost; the stream deduplicates by id), priced as its done-marker says;
 4. announce the quota notices SETTLE decided;
-5. return Ack per event — the Bus acks after the handler returns.
+5. return Ack per event — the consumer lane acks after the handler returns.
 
 A crash anywhere before 5 leaves the messages un-acked; they are redelivered and found
 applied (step 1 is then a no-op that still returns the marker), so counters never count
@@ -34,13 +34,14 @@ from datetime import datetime
 
 import redis.asyncio as aioredis
 import redis.exceptions
-from nats.aio.msg import Msg
 
 from arks_accountant import keys
+from arks_accountant.decoding import Usage, decode_usage
+from arks_accountant.deliveries import Delivery
 from arks_accountant.metrics import Metrics
 from arks_accountant.notifying import Notifier, as_reason, state_event
-from arks_accountant.pricing import UNPRICED, Charge, PriceList, billing_record, charge
-from arks_accountant.publishing import BillingPublisher
+from arks_accountant.pricing import UNPRICED, Charge, PriceList, bill_for, charge
+from arks_accountant.publishing import Bill, BillingPublisher
 from arks_accountant.recording import LedgerRecorder, Snapshot
 from arks_accountant.restoring import Restored, Restorer
 from arks_accountant.settings import AccountantSettings
@@ -55,6 +56,7 @@ from arks_accountant.settling import (
     limits_of,
 )
 from arks_accountant.specs import QuotaRef, QuotaSpecs
+from arks_accountant.wire import Wire, WireDown
 from arks_common import events, ledger
 from arks_common.errors import PermanentError, RetryableError
 from arks_common.events import utcnow
@@ -67,10 +69,13 @@ Clock = Callable[[], datetime]
 _PERIOD_RE = re.compile(r"^(lifetime|d\d{4}-\d{2}-\d{2}|m\d{4}-\d{2})$")
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _TRANSIENT_REPLIES = ("OOM", "BUSY", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "NOREPLICAS")
+_TYPE_HEADER = events.TYPE_HEADER.encode()
+_IN_PROGRESS = b"+WPI"
+_ACK = Ack()
 _EVALUATE_CHUNK = 200
 
 
-def invalid_reason(event: events.UsageRecorded) -> str | None:
+def invalid_reason(event: Usage) -> str | None:
     """Why an event cannot be accounted (dead-letter reason), or None."""
     names = (event.namespace, event.token_name, event.endpoint, event.quota)
     if names in _VALID_NAMES and (
@@ -92,7 +97,7 @@ _VALID_NAMES: set[tuple[str, str, str, str | None]] = set()
 _VALID_PERIODS: set[str] = set()
 
 
-def _check(event: events.UsageRecorded) -> str | None:
+def _check(event: Usage) -> str | None:
     for what, value in (
         ("namespace", event.namespace),
         ("token_name", event.token_name),
@@ -114,23 +119,39 @@ def _transient(exc: redis.exceptions.ResponseError) -> bool:
 class _Unconfirmed:
     """A batch's done-markers, kept in ledger writes until its acks surely reached NATS."""
 
-    reconnects: int
     ended: float
     markers: dict[str, dict[str, str]]
+    acked: bool
+    """Whether the batch's events are acked; markers of events nak'ed after being applied
+    are kept until they expire (their redelivery records them again)."""
+    confirmed: asyncio.Future[None] | None = None
+    """Resolved when NATS answered a PING written after the batch's acks."""
+
+    def is_confirmed(self) -> bool:
+        done = self.confirmed
+        return done is not None and done.done() and not done.cancelled() and not done.exception()
 
 
 @dataclass
 class Lane:
     """One sequential consumer loop of this process; its id names its in-flight markers.
 
-    Batches of one lane are handled one after the other (the next is fetched after the
-    previous one's acks), which is what lets a lane forget a batch's markers once the
-    next batch arrives on the same connection. A process runs several lanes so that one
-    waits on Valkey or NATS while another computes.
+    Batches of one lane are handled one after the other. After writing a batch's acks the
+    lane writes a PING on the same connection (`acks_sent`); once NATS answers it, NATS
+    has read those acks, and the lane forgets the batch's markers at its next ledger
+    write. A process runs several lanes so that one waits on Valkey or NATS while
+    another computes.
     """
 
     id: str
     unconfirmed: deque[_Unconfirmed] = field(default_factory=deque)
+
+    def acks_sent(self, confirmed: asyncio.Future[None]) -> None:
+        """Every batch handled so far had its acks written before the PING `confirmed`
+        waits for."""
+        for batch in self.unconfirmed:
+            if batch.acked and batch.confirmed is None:
+                batch.confirmed = confirmed
 
 
 class Accountant:
@@ -145,6 +166,7 @@ class Accountant:
         self,
         *,
         bus: Bus,
+        wire: Wire,
         redis: aioredis.Redis,
         settings: AccountantSettings,
         specs: QuotaSpecs,
@@ -153,6 +175,7 @@ class Accountant:
         clock: Clock = utcnow,
     ) -> None:
         self._bus = bus
+        self._wire = wire
         self._redis = redis
         self._settings = settings
         self.specs = specs
@@ -165,7 +188,7 @@ class Accountant:
             redis, self.recorder, lock_seconds=settings.ledger.restore_lock_seconds, stop=stop
         )
         self.notifier = Notifier(bus, metrics.notices)
-        self._publisher = BillingPublisher(bus, timeout=settings.publish_timeout)
+        self._publisher = BillingPublisher(wire, timeout=settings.publish_timeout)
         self._lanes: dict[int, Lane] = {}
         self._price_lists: dict[tuple[str, str, str], PriceList] = {}
         self._conflicts_seen = 0
@@ -221,16 +244,18 @@ class Accountant:
             self._lanes[index] = Lane(f"{self._settings.instance_id}/{index}")
         return self._lanes[index]
 
-    def handler(self, lane: Lane) -> Callable[[Sequence[Msg]], Awaitable[Sequence[Disposition]]]:
-        """A batch handler for `Bus.consume` that settles in `lane`."""
+    def handler(
+        self, lane: Lane
+    ) -> Callable[[Sequence[Delivery]], Awaitable[Sequence[Disposition]]]:
+        """A batch handler for a consumer lane (`consuming.consume_lane`) settling in `lane`."""
 
-        async def handle(batch: Sequence[Msg]) -> Sequence[Disposition]:
+        async def handle(batch: Sequence[Delivery]) -> Sequence[Disposition]:
             return await self.handle_batch(batch, lane)
 
         return handle
 
     async def handle_batch(
-        self, batch: Sequence[Msg], lane: Lane | None = None
+        self, batch: Sequence[Delivery], lane: Lane | None = None
     ) -> Sequence[Disposition]:
         started = time.perf_counter()
         lane = lane or self.lane()
@@ -258,12 +283,12 @@ class Accountant:
         log.debug("settled a batch of %d in %.1f ms", len(batch), elapsed * 1000)
         return out
 
-    def _price(self, msg: Msg) -> PricedEvent | Disposition:
-        declared = (msg.headers or {}).get(events.TYPE_HEADER)
+    def _price(self, msg: Delivery) -> PricedEvent | Disposition:
+        declared = msg.header(_TYPE_HEADER)
         if declared is not None and declared != events.UsageRecorded.TYPE:
             return DeadLetter(f"not a usage event: {events.TYPE_HEADER} is {declared!r}")
         try:
-            event = events.decode_as(events.UsageRecorded, msg.data)
+            event = decode_usage(msg.data)
         except PermanentError as exc:
             return DeadLetter(exc.message)
         problem = invalid_reason(event)
@@ -274,10 +299,7 @@ class Accountant:
         if event.quota:
             spec = self.specs.get(event.namespace, event.quota)
             self.seen_quotas.add((event.namespace, event.quota))
-            if (
-                spec is None
-                and msg.metadata.num_delivered < self._settings.consumer.unknown_quota_retries
-            ):
+            if spec is None and msg.num_delivered < self._settings.consumer.unknown_quota_retries:
                 log.info(
                     "quota %s/%s has no spec yet; retrying %s",
                     event.namespace,
@@ -299,7 +321,7 @@ class Accountant:
         return PricedEvent(event, account, period, charge(event, prices))
 
     async def _settle_holding(
-        self, batch: Sequence[Msg], priced: list[PricedEvent], lane: Lane
+        self, batch: Sequence[Delivery], priced: list[PricedEvent], lane: Lane
     ) -> list[Disposition]:
         """Settle, holding the batch through Valkey/NATS outages (in-progress acks)."""
         delay = 0.05
@@ -315,9 +337,9 @@ class Accountant:
             delay = min(delay * 2, 2.0)
             if time.monotonic() - last_progress > self._settings.consumer.ack_wait / 3:
                 last_progress = time.monotonic()
-                for msg in batch:
-                    with contextlib.suppress(Exception):
-                        await msg.in_progress()
+                with contextlib.suppress(WireDown):
+                    for msg in batch:
+                        self._wire.publish(msg.reply, _IN_PROGRESS)
 
     async def _sleep(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -364,7 +386,7 @@ class Accountant:
         lane: Lane,
     ) -> list[Disposition]:
         markers: dict[keys.Account, dict[str, str]] = defaultdict(dict)
-        records: list[events.BillingRecord | None] = []
+        records: list[Bill | None] = []
         prices: dict[keys.Account, dict[str, PriceList]] = defaultdict(dict)
         for term in terms:
             if term.spec is not None and term.account.quota:
@@ -374,7 +396,7 @@ class Accountant:
             if previous is None:
                 applied += 1
                 markers[p.account][p.event.id] = p.marker
-                records.append(billing_record(p.event, p.period, p.charge))
+                records.append(bill_for(p.event, p.period, p.charge))
             else:
                 markers[p.account][p.event.id] = previous.raw
                 records.append(await self._rebill(p, previous, prices[p.account]))
@@ -397,26 +419,33 @@ class Accountant:
         for account_outcome in outcome.accounts:
             if account_outcome.notice and recorded[account_outcome.account]:
                 await self._announce(account_outcome, terms)
-        lane.unconfirmed.append(
-            _Unconfirmed(
-                self._reconnects(),
-                time.monotonic(),
-                {a.ledger_key: dict(m) for a, m in markers.items() if recorded[a]},
-            )
-        )
         out: list[Disposition] = []
+        held: dict[str, dict[str, str]] = {}
         for i, p in enumerate(priced):
             if not recorded[p.account]:
                 out.append(Nak(0.5))
             elif records[i] is None or billed.get(i, False):
-                out.append(Ack())
+                out.append(_ACK)
             else:
                 out.append(Nak(1.0))
+                held.setdefault(p.account.ledger_key, {})[p.event.id] = markers[p.account][
+                    p.event.id
+                ]
+        ended = time.monotonic()
+        lane.unconfirmed.append(
+            _Unconfirmed(
+                ended,
+                {a.ledger_key: dict(m) for a, m in markers.items() if recorded[a]},
+                acked=True,
+            )
+        )
+        if held:
+            lane.unconfirmed.append(_Unconfirmed(ended, held, acked=False))
         return out
 
     async def _rebill(
         self, p: PricedEvent, previous: Marker, known: dict[str, PriceList]
-    ) -> events.BillingRecord | None:
+    ) -> Bill | None:
         """The billing record of an event applied earlier, priced as it was then."""
         version = previous.price_version
         cost: Charge
@@ -441,7 +470,7 @@ class Accountant:
                 cost.nanos,
                 previous.nanos,
             )
-        return billing_record(p.event, previous.period, cost)
+        return bill_for(p.event, previous.period, cost)
 
     async def _price_list(self, account: keys.Account, version: str) -> PriceList | None:
         if not version or account.quota is None:
@@ -462,14 +491,10 @@ class Accountant:
         return prices
 
     # ------------------------------------------------------------------ ledger
-    def _reconnects(self) -> int:
-        return int(self._bus.nc.stats.get("reconnects", 0))
-
     def _confirm_acks(self, lane: Lane) -> None:
-        """Forget batches whose acks went out on the connection that fetched this batch."""
-        reconnects = self._reconnects()
+        """Forget batches whose acks NATS has read, and markers past two ack waits."""
         horizon = time.monotonic() - 2 * self._settings.consumer.ack_wait
-        kept = [b for b in lane.unconfirmed if b.reconnects != reconnects and b.ended > horizon]
+        kept = [b for b in lane.unconfirmed if not b.is_confirmed() and b.ended > horizon]
         lane.unconfirmed = deque(kept[-self._settings.ledger.unconfirmed_batches :])
 
     async def _record(

@@ -14,11 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
+from typing import Protocol
 
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from arks_common import events, ledger
+from arks_accountant.decoding import Usage
+from arks_accountant.publishing import Bill, billing_headers
+from arks_common import events, ledger, subjects
 
 _ZERO = Decimal(0)
 
@@ -74,7 +77,20 @@ class Charge:
         object.__setattr__(self, "nanos", ledger.to_nanos(total) if total else 0)
 
 
-def charge(event: events.UsageRecorded, prices: PriceList) -> Charge:
+class TokenCounts(Protocol):
+    """What pricing reads of a usage event (`UsageRecorded` or `decoding.Usage`)."""
+
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def cached_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+
+
+def charge(event: TokenCounts, prices: PriceList) -> Charge:
     price = prices.price_for(event.endpoint)
     if price is None:
         return Charge(prices.currency, prices.version)
@@ -111,4 +127,77 @@ def billing_record(event: events.UsageRecorded, period: str, cost: Charge) -> ev
         amount_total=cost.amount_total,
         charged_nanos=cost.nanos,
         outcome=event.outcome,
+    )
+
+
+_subjects: dict[tuple[str, str | None, str], bytes] = {}
+
+
+def _billing_subject(namespace: str, quota: str | None, token_name: str) -> bytes:
+    key = (namespace, quota, token_name)
+    subject = _subjects.get(key)
+    if subject is None:
+        if len(_subjects) > 100_000:
+            _subjects.clear()
+        subject = _subjects[key] = subjects.billing_subject(
+            namespace, quota=quota, token_name=token_name
+        ).encode()
+    return subject
+
+
+def bill_for(usage: Usage, period: str, cost: Charge) -> Bill:
+    """`Bill.of(billing_record(...))` of a decoded event, without building the model.
+
+    The body is `BillingRecord.to_bytes()` (same fields, same order, same encoder); a
+    charge the model would refuse (negative nanos from a negative price) goes through
+    the model so it fails the same way.
+    """
+    if cost.nanos < 0:
+        return Bill.of(billing_record(_as_event(usage), period, cost))
+    record_id = events.BillingRecord.id_for(usage.id)
+    body = orjson.dumps(
+        {
+            "id": record_id,
+            "occurred_at": usage.occurred_at,
+            "request_id": usage.id,
+            "namespace": usage.namespace,
+            "token_name": usage.token_name,
+            "endpoint": usage.endpoint,
+            "model": usage.model,
+            "quota": usage.quota,
+            "period": period,
+            "prompt_tokens": usage.prompt_tokens,
+            "cached_tokens": usage.cached_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "currency": cost.currency,
+            "price_version": cost.price_version,
+            "amount_prompt": format(cost.amount_prompt, "f"),
+            "amount_cached": format(cost.amount_cached, "f"),
+            "amount_completion": format(cost.amount_completion, "f"),
+            "amount_total": format(cost.amount_total, "f"),
+            "charged_nanos": cost.nanos,
+            "outcome": usage.outcome,
+        }
+    )
+    subject = _billing_subject(usage.namespace, usage.quota, usage.token_name)
+    return Bill(subject, billing_headers(record_id), body, record_id)
+
+
+def _as_event(usage: Usage) -> events.UsageRecorded:
+    return events.UsageRecorded.model_validate(
+        {
+            "id": usage.id,
+            "occurred_at": usage.occurred_at,
+            "namespace": usage.namespace,
+            "token_name": usage.token_name,
+            "endpoint": usage.endpoint,
+            "model": usage.model,
+            "quota": usage.quota,
+            "quota_period": usage.quota_period,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "cached_tokens": usage.cached_tokens,
+            "outcome": usage.outcome,
+            "started_at": usage.started_at,
+        }
     )

@@ -1,16 +1,20 @@
 """Billing records onto JetStream: a whole batch in flight at once, each one confirmed.
 
-Every record goes out as a plain publish with its own reply subject under one inbox this
-process subscribes to once; JetStream answers each with a PubAck (or an error), so a
-batch costs one socket write and one reply per record rather than a request round trip
-each. (JetStream's atomic batches, one reply per batch, were measured slower here: the
-server holds a batch until its commit.)
+Every record goes out as a plain publish on the wire (`arks_accountant.wire`) with its
+own reply subject under one inbox this process subscribes to once; JetStream answers
+each with a PubAck (or an error), so a batch costs one socket write and one small reply
+per record rather than a request round trip each. (JetStream's atomic batches, one reply
+per batch, were measured slower here, and reject a batch holding a duplicate id.)
 
-A record's `Nats-Msg-Id` is `bill-<request id>`: publishing it again after a crash or a
-redelivery is dropped by the stream's duplicate window (billing systems should still
-deduplicate by `id` beyond that window, docs/billing.md). A record that is not confirmed
-within the timeout counts as not published; its usage event is redelivered and the
-record published again.
+A `Bill` is a record already encoded: subject, header block and JSON body. The body is
+exactly `BillingRecord.to_bytes()` and the headers are `BillingRecord.headers()` as
+nats-py would encode them (`Bill.of()` builds one from the model; the tests compare it
+with the fast encoding of `pricing.bill_for()`). Its `Nats-Msg-Id` is `bill-<request
+id>`: publishing it again after a crash or a redelivery is dropped by the stream's
+duplicate window (billing systems should still deduplicate by `id` beyond that window,
+docs/billing.md). A record that is not confirmed within the timeout, or whose connection
+is lost first, counts as not published; its usage event is redelivered and the record
+published again.
 """
 
 from __future__ import annotations
@@ -18,95 +22,94 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import nats.errors
 import orjson
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
+from arks_accountant.wire import Wire, WireDown
 from arks_common import events, subjects
-from arks_common.messaging import Bus
 
 log = logging.getLogger(__name__)
 
-_STATUS_HEADER = "Status"
+_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
+_HEADERS_HEAD = (
+    f"NATS/1.0\r\n{events.TYPE_HEADER}: {events.BillingRecord.TYPE}\r\n"
+    f"{events.VERSION_HEADER}: {events.BillingRecord.VERSION}\r\n"
+    f"{events.MSG_ID_HEADER}: "
+).encode()
+_HEADERS_TAIL = b"\r\n\r\n"
 
 
 def wire_bytes(record: events.BillingRecord) -> bytes:
-    """`record.to_bytes()`, produced by pydantic-core directly (about twice as fast; the
-    tests check both give the same bytes)."""
+    """`record.to_bytes()`, produced by pydantic-core directly (the tests check both give
+    the same bytes)."""
     return record.model_dump_json().encode()
+
+
+def billing_headers(record_id: str) -> bytes:
+    """The header block nats-py writes for `BillingRecord.headers()` of this record id."""
+    return _HEADERS_HEAD + record_id.strip().translate(_NEWLINES).encode() + _HEADERS_TAIL
+
+
+@dataclass(frozen=True, slots=True)
+class Bill:
+    """One billing record, encoded for the wire."""
+
+    subject: bytes
+    headers: bytes
+    body: bytes
+    record_id: str
+
+    @classmethod
+    def of(cls, record: events.BillingRecord) -> Bill:
+        subject = subjects.billing_subject(
+            record.namespace, quota=record.quota, token_name=record.token_name
+        )
+        return cls(subject.encode(), billing_headers(record.id), wire_bytes(record), record.id)
 
 
 @dataclass
 class _Waiting:
-    """Replies one publish call waits for, by reply token."""
+    """Replies one publish call waits for."""
 
     results: list[bool]
-    remaining: int
+    remaining: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    tokens: dict[str, list[int]] = field(default_factory=dict)
 
-    def settle(self, token: str, ok: bool) -> None:
-        for index in self.tokens.get(token, []):
-            self.results[index] = ok
+    def settle(self, index: int, ok: bool) -> None:
+        self.results[index] = ok
         self.remaining -= 1
         if self.remaining <= 0:
             self.done.set()
 
 
 class BillingPublisher:
-    def __init__(self, bus: Bus, *, timeout: float) -> None:
-        self._bus = bus
+    def __init__(self, wire: Wire, *, timeout: float) -> None:
+        self._wire = wire
         self._timeout = timeout
-        self._prefix = ""
-        self._sub: Subscription | None = None
+        self._prefix = b""
         self._tokens = itertools.count()
-        self._waiting: dict[str, _Waiting] = {}
+        self._waiting: dict[bytes, tuple[_Waiting, int]] = {}
 
-    async def publish(self, records: Sequence[events.BillingRecord]) -> list[bool]:
+    async def publish(self, bills: Sequence[Bill]) -> list[bool]:
         """Publish every record; per record, whether JetStream stored it (or had it already)."""
-        if not records:
+        if not bills:
             return []
-        await self._subscribe()
-        waiting = _Waiting([False] * len(records), 0)
-        for index in range(len(records)):
-            await self._send_one(records, index, waiting)
-        await self._wait(waiting)
-        return waiting.results
-
-    # ------------------------------------------------------------------ sending
-    def _token(self, waiting: _Waiting, indices: list[int]) -> str:
-        token = str(next(self._tokens))
-        waiting.tokens[token] = indices
-        waiting.remaining += 1
-        self._waiting[token] = waiting
-        return token
-
-    async def _send_one(
-        self, records: Sequence[events.BillingRecord], index: int, waiting: _Waiting
-    ) -> None:
-        record = records[index]
-        token = self._token(waiting, [index])
+        self._subscribe()
+        waiting = _Waiting([False] * len(bills))
+        tokens: list[bytes] = []
+        prefix, publish, pending = self._prefix, self._wire.publish, self._waiting
         try:
-            await self._bus.nc.publish(
-                _subject(record),
-                wire_bytes(record),
-                reply=f"{self._prefix}.{token}",
-                headers=record.headers(),
-            )
-        except (nats.errors.Error, OSError) as exc:
-            log.warning("billing publish of %s failed: %s", record.id, exc)
-            self._fail(token)
-
-    def _fail(self, token: str) -> None:
-        waiting = self._waiting.pop(token, None)
-        if waiting is not None:
-            waiting.settle(token, False)
-
-    async def _wait(self, waiting: _Waiting) -> None:
+            for index, bill in enumerate(bills):
+                token = b"%d" % next(self._tokens)
+                publish(bill.subject, bill.body, prefix + token, bill.headers)
+                pending[token] = (waiting, index)
+                tokens.append(token)
+                waiting.remaining += 1
+        except WireDown as exc:
+            log.warning("billing publish failed: %s", exc.message)
         try:
             if waiting.remaining > 0:
                 async with asyncio.timeout(self._timeout):
@@ -114,42 +117,41 @@ class BillingPublisher:
         except TimeoutError:
             log.warning("%d billing publishes not confirmed in time", waiting.remaining)
         finally:
-            for token in waiting.tokens:
-                self._waiting.pop(token, None)
+            for token in tokens:
+                pending.pop(token, None)
+        return waiting.results
 
     # ------------------------------------------------------------------ replies
-    async def _subscribe(self) -> None:
-        if self._sub is None:
-            self._prefix = self._bus.nc.new_inbox()
-            self._sub = await self._bus.nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+    def _subscribe(self) -> None:
+        if not self._prefix:
+            inbox = f"_INBOX.{secrets.token_hex(10)}"
+            self._wire.subscribe(f"{inbox}.*", self._on_reply)
+            self._wire.on_lost(self._on_lost)
+            self._prefix = f"{inbox}.".encode()
 
-    async def _on_reply(self, msg: Msg) -> None:
-        token = msg.subject[len(self._prefix) + 1 :]
-        waiting = self._waiting.pop(token, None)
-        if waiting is None:
+    def _on_reply(self, subject: bytes, reply: bytes, headers: bytes, data: bytes) -> None:
+        found = self._waiting.pop(subject[len(self._prefix) :], None)
+        if found is None:
             return  # the call gave up on it already
-        waiting.settle(token, _stored(msg))
+        waiting, index = found
+        waiting.settle(index, _stored(headers, data))
+
+    def _on_lost(self) -> None:
+        """Replies will not come over a new connection: fail what is waiting now."""
+        lost, self._waiting = self._waiting, {}
+        for waiting, index in lost.values():
+            waiting.settle(index, False)
 
 
-def _subject(record: events.BillingRecord) -> str:
-    return subjects.billing_subject(
-        record.namespace, quota=record.quota, token_name=record.token_name
-    )
-
-
-def _answer(reply: Msg) -> object:
-    try:
-        return orjson.loads(reply.data)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _stored(reply: Msg) -> bool:
+def _stored(headers: bytes, data: bytes) -> bool:
     """Whether a JetStream reply is a PubAck (a duplicate counts: it is stored already)."""
-    if reply.headers and reply.headers.get(_STATUS_HEADER):
-        log.warning("billing publish got status %s", reply.headers.get(_STATUS_HEADER))
+    if headers:
+        log.warning("billing publish got status %r", headers[9:].split(b"\r\n", 1)[0])
         return False
-    answer = _answer(reply)
+    try:
+        answer = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        answer = None
     if not isinstance(answer, dict) or "error" in answer:
         log.debug("billing publish refused: %s", answer)
         return False

@@ -1,9 +1,10 @@
 """Wiring: the accountant's clients and long-running tasks under `arks_common.runtime`.
 
 Tasks (all stop with `service.stop`): follow quota specs from KV; the watchdog
-(readiness and restore-on-data-loss); the consumer lanes (after the first spec snapshot
-and the first restore check; `consumer.lanes` loops share the durable consumer);
-exhaustion re-evaluation; the status loop; the sweeper.
+(readiness and restore-on-data-loss); the hot-path NATS connection's keeper
+(`arks_accountant.wire`: pings, reconnects); the consumer lanes (after the first spec
+snapshot and the first restore check; `consumer.lanes` loops share the durable
+consumer); exhaustion re-evaluation; the status loop; the sweeper.
 `/readyz` is ready when NATS and Valkey are reachable, Valkey holds the ledger's epoch
 and the durable consumer is bound.
 """
@@ -13,11 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator
 
+import nats.errors
 import redis.asyncio as aioredis
 
 from arks_accountant.accounting import Accountant, Clock
+from arks_accountant.consuming import consume_lane, ensure_consumer
 from arks_accountant.evaluating import evaluate_forever
 from arks_accountant.local_status import LocalStatusWriter
 from arks_accountant.metrics import Metrics
@@ -27,6 +31,7 @@ from arks_accountant.status import StatusWriter
 from arks_accountant.status_writing import StatusLoop
 from arks_accountant.sweeping import sweep_forever
 from arks_accountant.watching import CHECKS, CONSUMER_CHECK, watch_health
+from arks_accountant.wire import Wire
 from arks_common import subjects
 from arks_common.errors import RetryableError
 from arks_common.events import utcnow
@@ -64,7 +69,7 @@ async def _wait(event: asyncio.Event, stop: asyncio.Event) -> None:
 
 
 async def consume(
-    accountant: Accountant, bus: Bus, settings: AccountantSettings, service: Service
+    accountant: Accountant, bus: Bus, wire: Wire, settings: AccountantSettings, service: Service
 ) -> None:
     stop = service.stop
     await _wait(accountant.specs.loaded, stop)
@@ -76,31 +81,32 @@ async def consume(
             log.warning("waiting for valkey and the ledger: %s", exc.message)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
+    spec = consumer_spec(settings)
+    while not stop.is_set():
+        try:
+            await ensure_consumer(bus, spec)
+            break
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            log.warning("cannot bind consumer %s yet: %s", spec.durable, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+    if stop.is_set():
+        return
+    service.health.set(CONSUMER_CHECK, True)
     async with asyncio.TaskGroup() as lanes:
         for index in range(settings.consumer.lanes):
-            lanes.create_task(_consume_lane(accountant, bus, settings, service, index))
-
-
-async def _consume_lane(
-    accountant: Accountant,
-    bus: Bus,
-    settings: AccountantSettings,
-    service: Service,
-    index: int,
-) -> None:
-    handler = accountant.handler(accountant.lane(index))
-    while not service.stop.is_set():
-        try:
-            await bus.consume(
-                consumer_spec(settings),
-                handler,
-                stop=service.stop,
-                on_ready=lambda: service.health.set(CONSUMER_CHECK, True),
+            lane = accountant.lane(index)
+            lanes.create_task(
+                consume_lane(
+                    wire,
+                    bus,
+                    spec,
+                    accountant.handler(lane),
+                    stop,
+                    inbox=f"_INBOX.{secrets.token_hex(10)}",
+                    on_acks_sent=lane.acks_sent,
+                )
             )
-        except TimeoutError:
-            # nats-py's fetch can raise a bare asyncio.TimeoutError when its deadline runs
-            # out between two steps; Bus.consume only expects nats.errors.TimeoutError.
-            log.warning("a fetch timed out outside Bus.consume's handling; consuming again")
 
 
 def make_lifespan(
@@ -116,7 +122,13 @@ def make_lifespan(
         metrics = Metrics.create(service.registry)
         service.health.require(*CHECKS)
         bus = await Bus.connect(settings.nats, name=f"{NAME}-{settings.instance_id}")
+        wire = Wire(
+            settings.nats.servers,
+            name=f"{NAME}-{settings.instance_id}-wire",
+            connect_timeout=settings.nats.connect_timeout,
+        )
         try:
+            await wire.connect(settings.nats.connect_deadline)
             await bus.ensure_topology()
             client = aioredis.Redis.from_url(
                 settings.redis.url,
@@ -127,6 +139,7 @@ def make_lifespan(
                 specs = QuotaSpecs()
                 accountant = Accountant(
                     bus=bus,
+                    wire=wire,
                     redis=client,
                     settings=settings,
                     specs=specs,
@@ -150,7 +163,8 @@ def make_lifespan(
                         settings.ledger.watchdog_interval,
                     ),
                 )
-                service.spawn("consume", consume(accountant, bus, settings, service))
+                service.spawn("wire", wire.run(stop))
+                service.spawn("consume", consume(accountant, bus, wire, settings, service))
                 service.spawn("evaluate", evaluate_forever(accountant, stop))
                 service.spawn(
                     "status",
@@ -161,6 +175,7 @@ def make_lifespan(
             finally:
                 await client.aclose()
         finally:
+            await wire.close()
             await bus.close()
 
     return lifespan

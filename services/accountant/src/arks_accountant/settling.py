@@ -23,6 +23,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from arks_accountant import keys, scripts
+from arks_accountant.decoding import Usage
 from arks_accountant.pricing import Charge, PriceList
 from arks_common import events, ledger
 
@@ -114,7 +115,7 @@ class AccountTerms:
 class PricedEvent:
     """One usage event, the account and period it is charged to, and its price."""
 
-    event: events.UsageRecorded
+    event: Usage
     account: keys.Account
     period: str
     charge: Charge

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
-from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from arks_accountant.accounting import Accountant, Clock
+from arks_accountant.deliveries import Delivery
 from arks_accountant.metrics import Metrics
 from arks_accountant.service import consumer_spec, make_lifespan
 from arks_accountant.settings import (
@@ -25,6 +25,7 @@ from arks_accountant.settings import (
 )
 from arks_accountant.specs import QuotaSpecs
 from arks_accountant.status import StatusWriter
+from arks_accountant.wire import Wire
 from arks_common import events, ledger, subjects, telemetry
 from arks_common.messaging import Bus, KvSnapshot
 from arks_common.runtime import Service, run_until_stopped
@@ -173,8 +174,11 @@ async def standalone_accountant(
         )
     )
     stop = asyncio.Event()
+    wire = Wire(settings.nats.servers, name="standalone-accountant")
+    await wire.connect(settings.nats.connect_deadline)
     accountant = Accountant(
         bus=bus,
+        wire=wire,
         redis=redis,
         settings=settings,
         specs=quota_specs,
@@ -182,14 +186,30 @@ async def standalone_accountant(
         stop=stop,
         clock=clock or (lambda: datetime.now(UTC)),
     )
-    await accountant.epoch()
     try:
+        await accountant.epoch()
         yield accountant
     finally:
         stop.set()
+        await wire.close()
 
 
-async def fetch_unacked(bus: Bus, settings: AccountantSettings, count: int) -> list[Msg]:
+@contextlib.asynccontextmanager
+async def connected_wire(nats_url: str, *, ping_interval: float = 10.0) -> AsyncIterator[Wire]:
+    """A hot-path connection to `nats_url`, kept (reconnected) until the block ends."""
+    wire = Wire([nats_url], name="test-wire", ping_interval=ping_interval)
+    await wire.connect(10)
+    stop = asyncio.Event()
+    keeper = asyncio.create_task(wire.run(stop), name="test-wire-keeper")
+    try:
+        yield wire
+    finally:
+        stop.set()
+        await keeper
+        await wire.close()
+
+
+async def fetch_unacked(bus: Bus, settings: AccountantSettings, count: int) -> list[Delivery]:
     """Fetch messages through the accountant's durable consumer without acking them."""
     spec = consumer_spec(settings)
     sub = await bus.js.pull_subscribe(
@@ -206,9 +226,9 @@ async def fetch_unacked(bus: Bus, settings: AccountantSettings, count: int) -> l
         ),
     )
     try:
-        got: list[Msg] = []
+        got: list[Delivery] = []
         while len(got) < count:
-            got.extend(await sub.fetch(count - len(got), timeout=5))
+            got.extend(Delivery.of(m) for m in await sub.fetch(count - len(got), timeout=5))
         return got
     finally:
         await sub.unsubscribe()

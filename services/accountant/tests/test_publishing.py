@@ -3,9 +3,9 @@ fast encoding byte for byte what the BillingRecord model produces."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
-from arks_accountant.decoding import Usage
 from arks_accountant.pricing import UNPRICED, PriceList, bill_for, billing_record, charge
 from arks_accountant.publishing import Bill, BillingPublisher
 from arks_accountant.testing import connected_wire, stream_messages
@@ -71,10 +71,22 @@ def test_fast_bill_is_the_model_bill() -> None:
         make_usage_event(id='weird "id" é ', outcome=events.Outcome.CANCELLED),
         make_usage_event(endpoint="unpriced", prompt_tokens=0, completion_tokens=0),
         make_usage_event(prompt_tokens=1, completion_tokens=10**9),
+        make_usage_event(occurred_at=datetime(2026, 3, 10, 12, 0, 0, tzinfo=UTC)),
+        make_usage_event(occurred_at=datetime(2026, 3, 10, 12, 0, 0, 120000, tzinfo=UTC)),
+        make_usage_event(
+            occurred_at=datetime(
+                2026, 3, 10, 1, 2, 3, 4, tzinfo=timezone(timedelta(hours=-3, minutes=-30))
+            )
+        ),
+        make_usage_event(
+            occurred_at=datetime(2026, 3, 10, 1, 2, 3, 4, tzinfo=timezone(timedelta(seconds=37)))
+        ),
+        make_usage_event(occurred_at=datetime(2026, 3, 10, 1, 2, 3, 4)),
+        events.UsageRecorded.model_validate_json(
+            make_usage_event().to_bytes().replace(b'Z"', b'+00:00"')
+        ),
     ]
     for event in cases:
         for period in ("lifetime", "d2026-03-10"):
             cost = charge(event, prices)
-            assert bill_for(Usage.of(event), period, cost) == Bill.of(
-                billing_record(event, period, cost)
-            )
+            assert bill_for(event, period, cost) == Bill.of(billing_record(event, period, cost))

@@ -5,6 +5,7 @@ Exit code 2 for invalid settings (printed); otherwise the service runs until sto
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from pydantic import ValidationError
@@ -20,7 +21,18 @@ def main() -> None:
     except ValidationError as exc:
         sys.stderr.write(f"{NAME}: invalid settings\n{exc}\n")
         sys.exit(2)
+    _tune_gc()
     run_service(NAME, settings, make_lifespan(settings))
+
+
+def _tune_gc() -> None:
+    """A batch allocates tens of thousands of short-lived objects (messages, events, bills)
+    that stay alive until the batch is acked; with CPython's default thresholds the
+    cyclic collector rescans them dozens of times per batch (15% of the CPU, measured).
+    Collect the young generation every 50,000 allocations instead of 700, and keep the
+    objects of start-up (modules, classes, settings) out of every collection."""
+    gc.set_threshold(50_000, 20, 20)
+    gc.freeze()
 
 
 if __name__ == "__main__":

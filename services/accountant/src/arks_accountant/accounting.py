@@ -36,7 +36,6 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from arks_accountant import keys
-from arks_accountant.decoding import Usage, decode_usage
 from arks_accountant.deliveries import Delivery
 from arks_accountant.metrics import Metrics
 from arks_accountant.notifying import Notifier, as_reason, state_event
@@ -75,7 +74,7 @@ _ACK = Ack()
 _EVALUATE_CHUNK = 200
 
 
-def invalid_reason(event: Usage) -> str | None:
+def invalid_reason(event: events.UsageRecorded) -> str | None:
     """Why an event cannot be accounted (dead-letter reason), or None."""
     names = (event.namespace, event.token_name, event.endpoint, event.quota)
     if names in _VALID_NAMES and (
@@ -97,7 +96,7 @@ _VALID_NAMES: set[tuple[str, str, str, str | None]] = set()
 _VALID_PERIODS: set[str] = set()
 
 
-def _check(event: Usage) -> str | None:
+def _check(event: events.UsageRecorded) -> str | None:
     for what, value in (
         ("namespace", event.namespace),
         ("token_name", event.token_name),
@@ -288,7 +287,7 @@ class Accountant:
         if declared is not None and declared != events.UsageRecorded.TYPE:
             return DeadLetter(f"not a usage event: {events.TYPE_HEADER} is {declared!r}")
         try:
-            event = decode_usage(msg.data)
+            event = events.decode_as(events.UsageRecorded, msg.data)
         except PermanentError as exc:
             return DeadLetter(exc.message)
         problem = invalid_reason(event)

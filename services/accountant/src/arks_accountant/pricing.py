@@ -14,12 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
-from typing import Protocol
 
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from arks_accountant.decoding import Usage
 from arks_accountant.publishing import Bill, billing_headers
 from arks_common import events, ledger, subjects
 
@@ -57,7 +55,7 @@ class PriceList(BaseModel):
 UNPRICED = PriceList()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Charge:
     """What one usage event costs."""
 
@@ -70,38 +68,56 @@ class Charge:
     amount_total: Decimal = field(init=False)
     nanos: int = field(init=False)
     """`amount_total` in whole nano units: what the money counter is charged."""
+    texts: tuple[str, str, str, str] = field(init=False, repr=False, compare=False)
+    """The four amounts as they go on the wire (prompt, cached, completion, total)."""
 
     def __post_init__(self) -> None:
         total = self.amount_prompt + self.amount_cached + self.amount_completion
         object.__setattr__(self, "amount_total", total)
         object.__setattr__(self, "nanos", ledger.to_nanos(total) if total else 0)
+        texts = (self.amount_prompt, self.amount_cached, self.amount_completion, total)
+        object.__setattr__(self, "texts", tuple(format(a, "f") for a in texts))
 
 
-class TokenCounts(Protocol):
-    """What pricing reads of a usage event (`UsageRecorded` or `decoding.Usage`)."""
-
-    @property
-    def endpoint(self) -> str: ...
-    @property
-    def prompt_tokens(self) -> int: ...
-    @property
-    def cached_tokens(self) -> int: ...
-    @property
-    def completion_tokens(self) -> int: ...
+_CHARGES: dict[tuple[object, ...], Charge] = {}
+_CHARGES_KEPT = 100_000
 
 
-def charge(event: TokenCounts, prices: PriceList) -> Charge:
+def charge(event: events.UsageRecorded, prices: PriceList) -> Charge:
+    """The event's cost at `prices` (charges are immutable and shared: the same prices and
+    token counts always cost the same, so computed ones are kept for the next event)."""
     price = prices.price_for(event.endpoint)
     if price is None:
-        return Charge(prices.currency, prices.version)
-    cached = min(event.cached_tokens, event.prompt_tokens)
-    return Charge(
-        currency=prices.currency,
-        price_version=prices.version,
-        amount_prompt=ledger.token_cost(event.prompt_tokens - cached, price.prompt),
-        amount_cached=ledger.token_cost(cached, price.cached_prompt),
-        amount_completion=ledger.token_cost(event.completion_tokens, price.completion),
-    )
+        key: tuple[object, ...] = (prices.currency, prices.version)
+    else:
+        cached = min(event.cached_tokens, event.prompt_tokens)
+        key = (
+            prices.currency,
+            prices.version,
+            price.prompt,
+            price.cached_prompt,
+            price.completion,
+            event.prompt_tokens - cached,
+            cached,
+            event.completion_tokens,
+        )
+    found = _CHARGES.get(key)
+    if found is not None:
+        return found
+    if price is None:
+        cost = Charge(prices.currency, prices.version)
+    else:
+        cost = Charge(
+            currency=prices.currency,
+            price_version=prices.version,
+            amount_prompt=ledger.token_cost(event.prompt_tokens - cached, price.prompt),
+            amount_cached=ledger.token_cost(cached, price.cached_prompt),
+            amount_completion=ledger.token_cost(event.completion_tokens, price.completion),
+        )
+    if len(_CHARGES) >= _CHARGES_KEPT:
+        _CHARGES.clear()
+    _CHARGES[key] = cost
+    return cost
 
 
 def billing_record(event: events.UsageRecorded, period: str, cost: Charge) -> events.BillingRecord:
@@ -145,59 +161,44 @@ def _billing_subject(namespace: str, quota: str | None, token_name: str) -> byte
     return subject
 
 
-def bill_for(usage: Usage, period: str, cost: Charge) -> Bill:
-    """`Bill.of(billing_record(...))` of a decoded event, without building the model.
+def bill_for(event: events.UsageRecorded, period: str, cost: Charge) -> Bill:
+    """`Bill.of(billing_record(...))`, without building and validating the model.
 
-    The body is `BillingRecord.to_bytes()` (same fields, same order, same encoder); a
-    charge the model would refuse (negative nanos from a negative price) goes through
-    the model so it fails the same way.
+    The body is `BillingRecord.to_bytes()`: the same fields in the same order through the
+    same encoder (orjson writes datetimes as pydantic does, `Z` for UTC). What the model
+    would refuse (negative nanos from a negative price) or write differently (an offset
+    with seconds) goes through the model, so it fails or reads exactly the same.
     """
-    if cost.nanos < 0:
-        return Bill.of(billing_record(_as_event(usage), period, cost))
-    record_id = events.BillingRecord.id_for(usage.id)
+    occurred = event.occurred_at
+    offset = occurred.utcoffset()
+    if cost.nanos < 0 or (offset is not None and offset.seconds % 60):
+        return Bill.of(billing_record(event, period, cost))
+    record_id = events.BillingRecord.id_for(event.id)
+    amount_prompt, amount_cached, amount_completion, amount_total = cost.texts
     body = orjson.dumps(
         {
             "id": record_id,
-            "occurred_at": usage.occurred_at,
-            "request_id": usage.id,
-            "namespace": usage.namespace,
-            "token_name": usage.token_name,
-            "endpoint": usage.endpoint,
-            "model": usage.model,
-            "quota": usage.quota,
+            "occurred_at": occurred,
+            "request_id": event.id,
+            "namespace": event.namespace,
+            "token_name": event.token_name,
+            "endpoint": event.endpoint,
+            "model": event.model,
+            "quota": event.quota,
             "period": period,
-            "prompt_tokens": usage.prompt_tokens,
-            "cached_tokens": usage.cached_tokens,
-            "completion_tokens": usage.completion_tokens,
+            "prompt_tokens": event.prompt_tokens,
+            "cached_tokens": event.cached_tokens,
+            "completion_tokens": event.completion_tokens,
             "currency": cost.currency,
             "price_version": cost.price_version,
-            "amount_prompt": format(cost.amount_prompt, "f"),
-            "amount_cached": format(cost.amount_cached, "f"),
-            "amount_completion": format(cost.amount_completion, "f"),
-            "amount_total": format(cost.amount_total, "f"),
+            "amount_prompt": amount_prompt,
+            "amount_cached": amount_cached,
+            "amount_completion": amount_completion,
+            "amount_total": amount_total,
             "charged_nanos": cost.nanos,
-            "outcome": usage.outcome,
-        }
+            "outcome": event.outcome.value,
+        },
+        option=orjson.OPT_UTC_Z,
     )
-    subject = _billing_subject(usage.namespace, usage.quota, usage.token_name)
+    subject = _billing_subject(event.namespace, event.quota, event.token_name)
     return Bill(subject, billing_headers(record_id), body, record_id)
-
-
-def _as_event(usage: Usage) -> events.UsageRecorded:
-    return events.UsageRecorded.model_validate(
-        {
-            "id": usage.id,
-            "occurred_at": usage.occurred_at,
-            "namespace": usage.namespace,
-            "token_name": usage.token_name,
-            "endpoint": usage.endpoint,
-            "model": usage.model,
-            "quota": usage.quota,
-            "quota_period": usage.quota_period,
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "cached_tokens": usage.cached_tokens,
-            "outcome": usage.outcome,
-            "started_at": usage.started_at,
-        }
-    )

@@ -25,6 +25,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import orjson
 
@@ -53,8 +54,7 @@ def billing_headers(record_id: str) -> bytes:
     return _HEADERS_HEAD + record_id.strip().translate(_NEWLINES).encode() + _HEADERS_TAIL
 
 
-@dataclass(frozen=True, slots=True)
-class Bill:
+class Bill(NamedTuple):
     """One billing record, encoded for the wire."""
 
     subject: bytes

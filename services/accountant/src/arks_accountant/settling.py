@@ -18,12 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import orjson
 import redis.asyncio as aioredis
 
 from arks_accountant import keys, scripts
-from arks_accountant.decoding import Usage
 from arks_accountant.pricing import Charge, PriceList
 from arks_common import events, ledger
 
@@ -111,11 +111,10 @@ class AccountTerms:
         }
 
 
-@dataclass(frozen=True)
-class PricedEvent:
+class PricedEvent(NamedTuple):
     """One usage event, the account and period it is charged to, and its price."""
 
-    event: Usage
+    event: events.UsageRecorded
     account: keys.Account
     period: str
     charge: Charge

@@ -37,3 +37,13 @@ def test_quota_and_token_accounts_never_collide() -> None:
     assert quota.hash_key != token.hash_key
     assert quota.done_key("r1") == ledger.applied_key("ns", "x", "r1")
     assert quota.done_key("r1") != token.done_key("r1")
+
+
+def test_key_prefixes_build_the_per_request_keys() -> None:
+    for account in (keys.Account("team-a", "gold.tier"), keys.Account("team-a", None, "tok-1")):
+        assert account.done_prefix + "req-1" == account.done_key("req-1")
+    quota = keys.Account("team-a", "gold.tier")
+    assert quota.reservation_prefix + "req-1" == ledger.reservation_key(
+        "team-a", "gold.tier", "req-1"
+    )
+    assert keys.Account("team-a", None, "tok-1").reservation_prefix == ""

@@ -70,6 +70,7 @@ def test_fast_bill_is_the_model_bill() -> None:
         make_usage_event(quota=None, quota_period=None, token_name="solo", model=""),
         make_usage_event(id='weird "id" é ', outcome=events.Outcome.CANCELLED),
         make_usage_event(endpoint="unpriced", prompt_tokens=0, completion_tokens=0),
+        make_usage_event(model='Qwen/Qwen2.5 "7B" é\u2028\n\t', backend="b"),
         make_usage_event(prompt_tokens=1, completion_tokens=10**9),
         make_usage_event(occurred_at=datetime(2026, 3, 10, 12, 0, 0, tzinfo=UTC)),
         make_usage_event(occurred_at=datetime(2026, 3, 10, 12, 0, 0, 120000, tzinfo=UTC)),

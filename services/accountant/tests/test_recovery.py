@@ -82,7 +82,11 @@ async def test_valkey_data_loss_is_restored_from_the_ledger(bus, redis, nats_ser
         await asyncio.to_thread(wipe_and_restart, valkey_server)
         # the watchdog restores without any traffic
         await wait_for(totals_equal(redis, before), what="restored counters")
-        assert acct.metric("arks_accountant_restores_total") == restores + 1
+        # counted when the restore returns, a moment after Valkey holds its counters
+        await wait_for(
+            lambda: acct.metric("arks_accountant_restores_total") == restores + 1,
+            what="one restore counted",
+        )
         await publish_usage(bus, *after)
         await wait_for(totals_equal(redis, before + after), what="all of it")
     token = await redis.hgetall(keys.token_usage_key(NS, "example-token"))

@@ -317,7 +317,7 @@ class Accountant:
             period = ledger.period_id(
                 spec.reset_period if spec else ledger.LIFETIME, event.started_at
             )
-        return PricedEvent(event, account, period, charge(event, prices))
+        return PricedEvent.of(event, account, period, charge(event, prices))
 
     async def _settle_holding(
         self, batch: Sequence[Delivery], priced: list[PricedEvent], lane: Lane

@@ -121,6 +121,17 @@ class Account(NamedTuple):
             return ledger.applied_key(self.namespace, self.quota, request_id)
         return f"arks:done:{{{self.namespace}}}:{request_id}"
 
+    @property
+    def done_prefix(self) -> str:
+        """`done_key(id)` is this followed by the id (the SETTLE script builds it)."""
+        return self.done_key("")
+
+    @property
+    def reservation_prefix(self) -> str:
+        """`ledger.reservation_key(ns, quota, id)` is this followed by the id; '' without
+        a quota (nothing was reserved)."""
+        return ledger.reservation_key(self.namespace, self.quota, "") if self.quota else ""
+
     @classmethod
     def from_hash_key(cls, key: str) -> Account | None:
         """Inverse of `hash_key`; None for keys that are not account hashes."""

@@ -68,15 +68,24 @@ class Charge:
     amount_total: Decimal = field(init=False)
     nanos: int = field(init=False)
     """`amount_total` in whole nano units: what the money counter is charged."""
-    texts: tuple[str, str, str, str] = field(init=False, repr=False, compare=False)
-    """The four amounts as they go on the wire (prompt, cached, completion, total)."""
+    wire: bytes = field(init=False, repr=False, compare=False)
+    """This charge's part of a BillingRecord body, `"currency"` to `"charged_nanos"`."""
 
     def __post_init__(self) -> None:
         total = self.amount_prompt + self.amount_cached + self.amount_completion
+        nanos = ledger.to_nanos(total) if total else 0
         object.__setattr__(self, "amount_total", total)
-        object.__setattr__(self, "nanos", ledger.to_nanos(total) if total else 0)
-        texts = (self.amount_prompt, self.amount_cached, self.amount_completion, total)
-        object.__setattr__(self, "texts", tuple(format(a, "f") for a in texts))
+        object.__setattr__(self, "nanos", nanos)
+        part = {
+            "currency": self.currency,
+            "price_version": self.price_version,
+            "amount_prompt": format(self.amount_prompt, "f"),
+            "amount_cached": format(self.amount_cached, "f"),
+            "amount_completion": format(self.amount_completion, "f"),
+            "amount_total": format(total, "f"),
+            "charged_nanos": nanos,
+        }
+        object.__setattr__(self, "wire", orjson.dumps(part)[1:-1])
 
 
 _CHARGES: dict[tuple[object, ...], Charge] = {}
@@ -161,44 +170,56 @@ def _billing_subject(namespace: str, quota: str | None, token_name: str) -> byte
     return subject
 
 
+_OUTCOMES = {o: orjson.dumps(o.value) for o in events.Outcome}
+_MIDDLES: dict[tuple[str, str, str, str, str | None, str], bytes] = {}
+_KEPT = 100_000
+
+
 def bill_for(event: events.UsageRecorded, period: str, cost: Charge) -> Bill:
     """`Bill.of(billing_record(...))`, without building and validating the model.
 
-    The body is `BillingRecord.to_bytes()`: the same fields in the same order through the
-    same encoder (orjson writes datetimes as pydantic does, `Z` for UTC). What the model
-    would refuse (negative nanos from a negative price) or write differently (an offset
-    with seconds) goes through the model, so it fails or reads exactly the same.
+    The body is `BillingRecord.to_bytes()`: the same fields in the same order, each
+    encoded by orjson as the model's serialization is (datetimes as pydantic writes them,
+    `Z` for UTC), joined without spaces as orjson joins them; the parts shared by many
+    records (names, period, the charge) are encoded once. What the model would refuse
+    (negative nanos from a negative price) or write differently (an offset with seconds)
+    goes through the model, so it fails or reads exactly the same.
     """
     occurred = event.occurred_at
     offset = occurred.utcoffset()
     if cost.nanos < 0 or (offset is not None and offset.seconds % 60):
         return Bill.of(billing_record(event, period, cost))
+    key = (event.namespace, event.token_name, event.endpoint, event.model, event.quota, period)
+    middle = _MIDDLES.get(key)
+    if middle is None:
+        if len(_MIDDLES) >= _KEPT:
+            _MIDDLES.clear()
+        middle = _MIDDLES[key] = orjson.dumps(
+            {
+                "namespace": event.namespace,
+                "token_name": event.token_name,
+                "endpoint": event.endpoint,
+                "model": event.model,
+                "quota": event.quota,
+                "period": period,
+            }
+        )[1:-1]
     record_id = events.BillingRecord.id_for(event.id)
-    amount_prompt, amount_cached, amount_completion, amount_total = cost.texts
-    body = orjson.dumps(
-        {
-            "id": record_id,
-            "occurred_at": occurred,
-            "request_id": event.id,
-            "namespace": event.namespace,
-            "token_name": event.token_name,
-            "endpoint": event.endpoint,
-            "model": event.model,
-            "quota": event.quota,
-            "period": period,
-            "prompt_tokens": event.prompt_tokens,
-            "cached_tokens": event.cached_tokens,
-            "completion_tokens": event.completion_tokens,
-            "currency": cost.currency,
-            "price_version": cost.price_version,
-            "amount_prompt": amount_prompt,
-            "amount_cached": amount_cached,
-            "amount_completion": amount_completion,
-            "amount_total": amount_total,
-            "charged_nanos": cost.nanos,
-            "outcome": event.outcome.value,
-        },
+    head = orjson.dumps(
+        {"id": record_id, "occurred_at": occurred, "request_id": event.id},
         option=orjson.OPT_UTC_Z,
+    )
+    body = (
+        b'%b,%b,"prompt_tokens":%d,"cached_tokens":%d,"completion_tokens":%d,%b,"outcome":%b}'
+        % (
+            head[:-1],
+            middle,
+            event.prompt_tokens,
+            event.cached_tokens,
+            event.completion_tokens,
+            cost.wire,
+            _OUTCOMES[event.outcome],
+        )
     )
     subject = _billing_subject(event.namespace, event.quota, event.token_name)
     return Bill(subject, billing_headers(record_id), body, record_id)

@@ -72,15 +72,15 @@ local sums = {}
 for g = 1, #groups do sums[g] = {0, 0, 0, 0, 0} end
 local results = {}
 for i, ev in ipairs(req.events) do
-  -- {group, request id, done key, marker, reservation key, prompt, completion, cached, cost}
-  local done = ev[3]
+  -- {group, request id, marker, prompt, completion, cached, cost}
+  local a = acc[groups[ev[1]][1]]
+  local done = a.dprefix .. ev[2]
   local marker = redis.call('GET', done)
   if marker then
     results[i] = marker
   else
-    local resv = ev[5]
-    if resv ~= '' then
-      local a = acc[groups[ev[1]][1]]
+    if a.rprefix ~= '' then
+      local resv = a.rprefix .. ev[2]
       local r = redis.call('HMGET', resv, 'period', 'prompt', 'response', 'total', 'cost')
       if r[1] then
         for k = 1, 4 do
@@ -93,11 +93,11 @@ for i, ev in ipairs(req.events) do
     end
     local s = sums[ev[1]]
     s[1] = s[1] + 1
-    s[2] = s[2] + ev[6]
-    s[3] = s[3] + ev[8]
-    s[4] = s[4] + ev[7]
-    s[5] = s[5] + ev[9]
-    redis.call('SET', done, ev[4], 'EX', TTL)
+    s[2] = s[2] + ev[4]
+    s[3] = s[3] + ev[6]
+    s[4] = s[4] + ev[5]
+    s[5] = s[5] + ev[7]
+    redis.call('SET', done, ev[3], 'EX', TTL)
     results[i] = 1
   end
 end

@@ -91,6 +91,8 @@ class AccountTerms:
         return {
             "key": account.hash_key,
             "quota": bool(quota),
+            "dprefix": account.done_prefix,
+            "rprefix": account.reservation_prefix,
             "prefix": keys.counter_prefix(ns, quota) if quota else "",
             "idx": ledger.reservation_index_key(ns, quota) if quota else "",
             "evaluate": bool(spec and quota),
@@ -118,11 +120,16 @@ class PricedEvent(NamedTuple):
     account: keys.Account
     period: str
     charge: Charge
+    marker: str
+    """The done-marker value: how the event was charged, to re-bill it identically."""
 
-    @property
-    def marker(self) -> str:
-        """The done-marker value: how the event was charged, to re-bill it identically."""
-        return f"{self.period}|{self.charge.price_version}|{self.charge.nanos}"
+    @classmethod
+    def of(
+        cls, event: events.UsageRecorded, account: keys.Account, period: str, charge: Charge
+    ) -> PricedEvent:
+        return cls(
+            event, account, period, charge, f"{period}|{charge.price_version}|{charge.nanos}"
+        )
 
     def group(self) -> tuple[keys.Account, str, str, str]:
         """Events of one group add to the same counters: account, period, token, endpoint."""
@@ -130,14 +137,11 @@ class PricedEvent(NamedTuple):
 
     def request(self, group_index: int) -> list[str | int]:
         """This event's part of a SETTLE request (see the script for the order)."""
-        event, account = self.event, self.account
-        quota = account.quota
+        event = self.event
         return [
             group_index,
             event.id,
-            account.done_key(event.id),
             self.marker,
-            ledger.reservation_key(account.namespace, quota, event.id) if quota else "",
             event.prompt_tokens,
             event.completion_tokens,
             event.cached_tokens,

@@ -110,6 +110,10 @@ class _Process(abc.ABC):
             start_new_session=True,  # Ctrl-C reaches the supervisor, which stops us in order
         )
         _wait_for_port(self.host, self.port, self.proc, timeout)
+        self._wait_until_serving(timeout)
+
+    def _wait_until_serving(self, timeout: float) -> None:  # noqa: B027 - optional hook
+        """Some servers accept connections before they can answer; wait for that too."""
 
     def stop(self, timeout: float = 10.0) -> None:
         """Graceful stop (SIGTERM), then SIGKILL if it does not exit in time."""
@@ -198,6 +202,21 @@ class ValkeyServer(_Process):
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
+
+    def _wait_until_serving(self, timeout: float) -> None:
+        # While it replays its append-only file Valkey accepts connections but answers
+        # every command with -LOADING; a restarted server is ready only at +PONG.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=1.0) as sock,
+            ):
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    return
+            time.sleep(0.02)  # noqa: TID251 - start-up runs before any event loop work
+        raise RetryableError(f"valkey on port {self.port} did not finish loading in {timeout}s")
 
     def argv(self) -> list[str]:
         return [

@@ -35,6 +35,8 @@ if current ~= req.epoch then
   return cjson.encode({status = 'EPOCH', current = current or ''})
 end
 local TTL = req.ttl
+-- one command per event sets the done-marker and reads an earlier one (Redis 7 / Valkey)
+local SET_NX_GET = (tonumber(redis.REDIS_VERSION_NUM) or 0) >= 0x070000
 local CHANGE_REASON = req.reason
 local USUF, RSUF = req.used_suffixes, req.reserved_suffixes
 local KINDS = {'prompt', 'response', 'total', 'cost'}
@@ -75,7 +77,13 @@ for i, ev in ipairs(req.events) do
   -- {group, request id, marker, prompt, completion, cached, cost}
   local a = acc[groups[ev[1]][1]]
   local done = a.dprefix .. ev[2]
-  local marker = redis.call('GET', done)
+  local marker
+  if SET_NX_GET then
+    marker = redis.call('SET', done, ev[3], 'NX', 'GET', 'EX', TTL)
+  else
+    marker = redis.call('GET', done)
+    if not marker then redis.call('SET', done, ev[3], 'EX', TTL) end
+  end
   if marker then
     results[i] = marker
   else
@@ -97,7 +105,6 @@ for i, ev in ipairs(req.events) do
     s[3] = s[3] + ev[6]
     s[4] = s[4] + ev[5]
     s[5] = s[5] + ev[7]
-    redis.call('SET', done, ev[3], 'EX', TTL)
     results[i] = 1
   end
 end

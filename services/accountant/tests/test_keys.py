@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from arks_accountant import keys
+from arks_accountant.recording import marker_version
+from arks_accountant.settling import Marker
 from arks_common import ledger
 
 
@@ -47,3 +49,8 @@ def test_key_prefixes_build_the_per_request_keys() -> None:
         "team-a", "gold.tier", "req-1"
     )
     assert keys.Account("team-a", None, "tok-1").reservation_prefix == ""
+
+
+def test_marker_versions_read_as_markers_parse() -> None:
+    for raw in ("lifetime|v1|120", "d2026-01-02||0", "m2026-01|a|b|7", "odd", "x|y", ""):
+        assert marker_version(raw) == Marker.parse(raw).price_version

@@ -33,7 +33,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from arks_accountant import keys
 from arks_accountant.pricing import PriceList
-from arks_accountant.settling import Marker
 from arks_common import subjects
 from arks_common.errors import PermanentError, RetryableError
 from arks_common.messaging import Bus
@@ -53,7 +52,13 @@ class Inflight(BaseModel):
     @cached_property
     def versions(self) -> frozenset[str]:
         """The price versions the markers name (computed once per entry read or write)."""
-        return frozenset(Marker.parse(m).price_version for m in self.markers.values())
+        return frozenset(map(marker_version, self.markers.values()))
+
+
+def marker_version(marker: str) -> str:
+    """`Marker.parse(marker).price_version`, without parsing the rest (many per write)."""
+    first = marker.find("|")
+    return marker[first + 1 : marker.rfind("|")] if first >= 0 else ""
 
 
 class LedgerEntry(BaseModel):
@@ -260,7 +265,8 @@ class LedgerRecorder:
         newer = current is None or snapshot.version >= current.version
         inflight = dict(current.inflight) if current else {}
         for owner, markers in snapshot.markers.items():
-            inflight[owner] = Inflight(at=time.time(), markers=dict(markers))
+            # built from our own str -> str mapping: nothing to validate
+            inflight[owner] = Inflight.model_construct(at=time.time(), markers=dict(markers))
         if len(inflight) > self._keep:
             ordered = sorted(inflight.items(), key=lambda kv: kv[1].at, reverse=True)
             inflight = dict(ordered[: self._keep])

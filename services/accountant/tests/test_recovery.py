@@ -13,6 +13,7 @@ from pathlib import Path
 import redis.exceptions
 
 from arks_accountant import keys
+from arks_accountant.recording import LedgerEntry
 from arks_accountant.testing import (
     expected_used,
     fetch_unacked,
@@ -213,3 +214,33 @@ async def test_kill_9_mid_batch_then_restart(bus, redis, nats_server, valkey_ser
     assert int(requests) == len(usage)
     assert await stream_messages(bus, subjects.BILLING_STREAM) == len(usage)
     assert await stream_messages(bus, subjects.DLQ_STREAM) == 0
+
+
+async def test_inflight_markers_are_kept_until_nats_confirmed_the_acks(
+    bus, redis, nats_server, valkey_server
+):
+    """A lane keeps a batch's done-markers in its ledger writes until a PING written after
+    the batch's acks is answered; a batch whose acks were not all written keeps them."""
+    spec = make_quota_spec()
+    usage = [make_usage_event(prompt_tokens=1) for _ in range(30)]
+    await publish_usage(bus, *usage)
+    settings = make_settings(nats_server.url, valkey_server.url)
+    kv = await bus.kv(subjects.LEDGER_BUCKET)
+
+    async def inflight(lane_id: str) -> set[str]:
+        entry = LedgerEntry.from_bytes((await kv.get(subjects.namespaced_key(NS, QUOTA))).value)
+        return set(entry.inflight[lane_id].markers)
+
+    async with standalone_accountant(bus, redis, settings, specs=[spec]) as accountant:
+        batches = [await fetch_unacked(bus, settings, 10) for _ in range(3)]
+        ids = [{e.id for e in usage if any(e.id.encode() in m.data for m in b)} for b in batches]
+        lane = accountant.lane(0)
+        await accountant.handle_batch(batches[0], lane)
+        lane.acks_sent(asyncio.get_running_loop().create_future())  # PING not answered yet
+        await accountant.handle_batch(batches[1], lane)
+        assert await inflight(lane.id) == ids[0] | ids[1]
+        answered = asyncio.get_running_loop().create_future()
+        answered.set_result(None)
+        lane.acks_sent(answered)  # batch 1's acks are confirmed; batch 0's PING still pending
+        await accountant.handle_batch(batches[2], lane)
+        assert await inflight(lane.id) == ids[0] | ids[2]

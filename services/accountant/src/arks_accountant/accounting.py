@@ -144,13 +144,17 @@ class Lane:
 
     id: str
     unconfirmed: deque[_Unconfirmed] = field(default_factory=deque)
+    latest: list[_Unconfirmed] = field(default_factory=list)
+    """The markers of the batch handled last, whose acks the lane is about to write."""
 
     def acks_sent(self, confirmed: asyncio.Future[None]) -> None:
-        """Every batch handled so far had its acks written before the PING `confirmed`
-        waits for."""
-        for batch in self.unconfirmed:
+        """All acks of the batch handled last were written, then a PING that `confirmed`
+        waits for, on one connection. (A batch whose acks could not all be written is
+        never confirmed: its markers stay until they expire.)"""
+        for batch in self.latest:
             if batch.acked and batch.confirmed is None:
                 batch.confirmed = confirmed
+        self.latest = []
 
 
 class Accountant:
@@ -259,6 +263,7 @@ class Accountant:
         started = time.perf_counter()
         lane = lane or self.lane()
         self._confirm_acks(lane)
+        lane.latest = []
         out: list[Disposition] = [Ack()] * len(batch)
         priced: list[PricedEvent] = []
         where: list[int] = []
@@ -431,13 +436,11 @@ class Accountant:
                     p.event.id
                 ]
         ended = time.monotonic()
-        lane.unconfirmed.append(
-            _Unconfirmed(
-                ended,
-                {a.ledger_key: dict(m) for a, m in markers.items() if recorded[a]},
-                acked=True,
-            )
+        batch = _Unconfirmed(
+            ended, {a.ledger_key: dict(m) for a, m in markers.items() if recorded[a]}, acked=True
         )
+        lane.unconfirmed.append(batch)
+        lane.latest.append(batch)
         if held:
             lane.unconfirmed.append(_Unconfirmed(ended, held, acked=False))
         return out

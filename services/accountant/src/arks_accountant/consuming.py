@@ -6,10 +6,11 @@ one connection the next request follows the acks, so a batch that arrives (or a 
 answering the request) proves NATS has read the acks before it: `accounting.Lane`
 relies on that to forget in-flight markers.
 
-Fetching: a `no_wait` request for `batch` messages is answered at once with what is
-there (and a 404 status when that is fewer); only when nothing was there does the lane
-send a request for one message that waits up to `fetch_timeout`, so a quiet stream costs
-one request per second and a busy one gets full batches without waiting.
+Fetching: one pull request per batch, `no_wait` with `expires` = `fetch_timeout`: it is
+answered at once with what is there (up to `batch`), or, on a quiet stream, with the
+first messages to arrive, so a busy stream gets full batches without waiting and a quiet
+one costs one request per `fetch_timeout`; a request held by max_ack_pending ends at
+expiry rather than waiting on the server forever.
 
 Dispositions, as `Bus.consume` applies them: Ack (`+ACK`), Nak with a delay (`-NAK`),
 DeadLetter (published to ARKS_DLQ with the reason through nats-py, then `+TERM`); a Nak
@@ -103,18 +104,23 @@ class Puller:
 
     async def fetch(self) -> list[Delivery]:
         """The next batch (possibly empty after `fetch_timeout` without messages)."""
+        batch = self._spec.batch
         if not self._got:
-            await self._request(b'{"batch":%d,"no_wait":true}' % self._spec.batch, 1.0)
-        if not self._got and self.status in (b"404", b"408"):
-            expires = int(self._spec.fetch_timeout * 1e9)
-            await self._request(b'{"batch":1,"expires":%d}' % expires, self._spec.fetch_timeout)
-        got, self._got = self._got, []
+            await self._request(batch, self._spec.fetch_timeout)
+        got, self._got = self._got[:batch], self._got[batch:]
         return got
 
-    async def _request(self, body: bytes, wait: float) -> None:
+    async def _request(self, batch: int, wait: float) -> None:
+        """One pull request. With `no_wait` and `expires` JetStream sends what is there
+        at once (then a 404 status when that is fewer than `batch`), or, when nothing is,
+        the first messages to arrive within `expires` (then a 404, or a 408 at expiry);
+        a request stalled by max_ack_pending also ends at expiry. Either way the request
+        is over when this returns, unless the answer was lost (then `status` is b"timeout"
+        and late messages are kept for the next fetch)."""
         self.status = b""
-        self._want = self._spec.batch if b"no_wait" in body else 1
+        self._want = batch
         waiter = self._waiter = asyncio.get_running_loop().create_future()
+        body = b'{"batch":%d,"no_wait":true,"expires":%d}' % (batch, int(wait * 1e9))
         self._wire.publish(self._next, body, self._inbox)
         try:
             async with asyncio.timeout(wait + _REQUEST_SLACK):
@@ -168,14 +174,17 @@ async def consume_lane(
                 continue
             if not batch:
                 if puller.status not in (b"404", b"408", b""):
+                    # 409/503: the consumer may be gone; no answer: the connection may be
                     log.warning("pull from %s answered %r", spec.durable, puller.status)
                     await _sleep_or_stop(stop, _RETRY_DELAY)
                     with contextlib.suppress(nats.errors.Error, OSError, TimeoutError):
                         await ensure_consumer(bus, spec)
                 continue
             dispositions = await _dispose(handler, batch, spec)
-            await settle(wire, bus, spec, batch, dispositions)
-            if on_acks_sent is not None:
+            generation = wire.generation
+            written = await settle(wire, bus, spec, batch, dispositions)
+            if written and on_acks_sent is not None and wire.generation == generation:
+                # all of this batch's acks went out on the connection this PING follows
                 with contextlib.suppress(WireDown):
                     on_acks_sent(wire.ping_soon())
 
@@ -202,8 +211,9 @@ async def settle(
     spec: ConsumerSpec,
     batch: Sequence[Delivery],
     dispositions: Sequence[Disposition],
-) -> None:
-    """Ack, nak or dead-letter each message; written to the socket in one go."""
+) -> bool:
+    """Ack, nak or dead-letter each message (written to the socket in one go); whether
+    every one was written."""
     acked = 0
     try:
         for delivery, disposition in zip(batch, dispositions, strict=True):
@@ -225,6 +235,8 @@ async def settle(
     except WireDown:
         # Un-acked messages are redelivered after ack_wait; the handler is idempotent.
         log.warning("could not settle %d messages: the nats connection is down", len(batch) - acked)
+        return False
+    return True
 
 
 async def dead_letter(bus: Bus, stream: str, delivery: Delivery, reason: str) -> bool:

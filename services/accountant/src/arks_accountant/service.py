@@ -157,6 +157,7 @@ def make_lifespan(
                     watch_health(
                         accountant,
                         bus,
+                        wire,
                         client,
                         service.health,
                         stop,

@@ -1,5 +1,6 @@
 """The watchdog: readiness (NATS, Valkey, restored) and restore-on-data-loss.
 
+NATS counts as connected when both connections are (nats-py's and the hot-path wire).
 Every `ledger.watchdog_interval` it pings Valkey and reads the epoch sentinel. When
 Valkey came back empty (no epoch) or holds another epoch than this process knows, it
 runs the restore at once, without waiting for traffic, so routers see restored counters
@@ -17,6 +18,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from arks_accountant.accounting import Accountant
+from arks_accountant.wire import Wire
 from arks_common.errors import RetryableError
 from arks_common.messaging import Bus
 from arks_common.runtime import Health
@@ -34,6 +36,7 @@ _FULL_CHECK_EVERY = 20
 async def watch_health(
     accountant: Accountant,
     bus: Bus,
+    wire: Wire,
     client: aioredis.Redis,
     health: Health,
     stop: asyncio.Event,
@@ -41,10 +44,11 @@ async def watch_health(
 ) -> None:
     rounds = 0
     while not stop.is_set():
-        health.set(NATS_CHECK, bus.connected)
+        connected = bus.connected and wire.connected
+        health.set(NATS_CHECK, connected)
         valkey_ok = await _ping(client, interval)
         health.set(VALKEY_CHECK, valkey_ok)
-        if valkey_ok and bus.connected:
+        if valkey_ok and connected:
             try:
                 current = await accountant.restorer.valkey_epoch()
                 if (

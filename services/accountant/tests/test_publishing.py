@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 from arks_accountant.pricing import UNPRICED, PriceList, bill_for, billing_record, charge
-from arks_accountant.publishing import Bill, BillingPublisher
+from arks_accountant.publishing import Bill, BillingPublisher, billing_headers
 from arks_accountant.testing import connected_wire, stream_messages
 from arks_common import events, subjects
 from arks_common.testing.builders import make_quota_spec, make_usage_event
@@ -91,3 +91,10 @@ def test_fast_bill_is_the_model_bill() -> None:
         for period in ("lifetime", "d2026-03-10"):
             cost = charge(event, prices)
             assert bill_for(event, period, cost) == Bill.of(billing_record(event, period, cost))
+
+
+def test_billing_headers_are_encoded_as_nats_py_does() -> None:
+    assert billing_headers(" bill-a\r\nb\n ") == (
+        b"NATS/1.0\r\nArks-Event-Type: BillingRecord\r\nArks-Event-Version: 1\r\n"
+        b"Nats-Msg-Id: bill-a  b\r\n\r\n"
+    )

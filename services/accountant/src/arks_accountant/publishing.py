@@ -50,8 +50,12 @@ def wire_bytes(record: events.BillingRecord) -> bytes:
 
 
 def billing_headers(record_id: str) -> bytes:
-    """The header block nats-py writes for `BillingRecord.headers()` of this record id."""
-    return _HEADERS_HEAD + record_id.strip().translate(_NEWLINES).encode() + _HEADERS_TAIL
+    """The header block nats-py writes for `BillingRecord.headers()` of this record id
+    (nats-py strips a value and turns CR/LF inside it into spaces)."""
+    value = record_id.strip()
+    if "\r" in value or "\n" in value:
+        value = value.translate(_NEWLINES)
+    return b"%b%b%b" % (_HEADERS_HEAD, value.encode(), _HEADERS_TAIL)
 
 
 class Bill(NamedTuple):

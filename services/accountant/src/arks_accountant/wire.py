@@ -47,6 +47,10 @@ LostHandler = Callable[[], None]
 
 _CRLF = b"\r\n"
 _PING = b"PING\r\n"
+_PUB = b"PUB %b %b %d\r\n%b\r\n"
+_PUB_NO_REPLY = b"PUB %b%b %d\r\n%b\r\n"
+_HPUB = b"HPUB %b %b %d %d\r\n%b%b\r\n"
+_HPUB_NO_REPLY = b"HPUB %b%b %d %d\r\n%b%b\r\n"
 _PONG = b"PONG\r\n"
 _H, _M, _P, _I, _PLUS, _MINUS = (ord(c) for c in "HMPI+-")
 _MAX_CONTROL_LINE = 1 << 20
@@ -256,14 +260,15 @@ class Wire:
         self._sids = itertools.count(1)
         self._on_lost: list[LostHandler] = []
         self._closed = False
+        self._up = False
+        """A connection is established and not lost (checked on every write)."""
         self.generation = 0
         """Bumped by every (re)connection."""
 
     # ------------------------------------------------------------------ lifecycle
     @property
     def connected(self) -> bool:
-        conn = self._conn
-        return conn is not None and conn.transport is not None and not conn.lost.done()
+        return self._up
 
     async def connect(self, deadline: float) -> None:
         """The first connection, trying the servers in turn until `deadline` seconds pass."""
@@ -298,6 +303,7 @@ class Wire:
     async def close(self) -> None:
         self._closed = True
         conn, self._conn = self._conn, None
+        self._up = False
         if conn is not None and conn.transport is not None:
             self._flush()
             conn.transport.close()
@@ -339,6 +345,7 @@ class Wire:
             return False
         self.generation += 1
         self._conn = conn
+        self._up = not conn.lost.done()
         self._out.clear()  # commands queued for the lost connection are not replayed
         log.info("nats wire connected to %s:%s", server.host, server.port)
         return True
@@ -346,6 +353,7 @@ class Wire:
     def _connection_lost(self, conn: _Connection) -> None:
         if conn is not self._conn:
             return
+        self._up = False
         log.warning("nats wire connection lost%s", f": {conn.error}" if conn.error else "")
         self._out.clear()
         for callback in list(self._on_lost):
@@ -380,16 +388,18 @@ class Wire:
     ) -> None:
         """Queue one message; everything queued in this loop turn goes out in one write."""
         if headers:
-            head = b"HPUB %b %b %d %d\r\n" if reply else b"HPUB %b%b %d %d\r\n"
-            self._write(
-                head % (subject, reply, len(headers), len(headers) + len(payload))
-                + headers
-                + payload
-                + _CRLF
-            )
+            size = len(headers)
+            command = _HPUB if reply else _HPUB_NO_REPLY
+            data = command % (subject, reply, size, size + len(payload), headers, payload)
         else:
-            head = b"PUB %b %b %d\r\n" if reply else b"PUB %b%b %d\r\n"
-            self._write(head % (subject, reply, len(payload)) + payload + _CRLF)
+            command = _PUB if reply else _PUB_NO_REPLY
+            data = command % (subject, reply, len(payload), payload)
+        if not self._up:
+            raise WireDown()
+        self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def ping_soon(self) -> asyncio.Future[None]:
         """Write a PING; the future resolves when the server answers it, by which time it
@@ -410,7 +420,7 @@ class Wire:
             await waiter
 
     def _write(self, data: bytes) -> None:
-        if not self.connected:
+        if not self._up:
             raise WireDown()
         self._out.append(data)
         if not self._flush_scheduled:

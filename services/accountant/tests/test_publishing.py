@@ -6,8 +6,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
+from arks_accountant import keys
 from arks_accountant.pricing import UNPRICED, PriceList, bill_for, billing_record, charge
-from arks_accountant.publishing import Bill, BillingPublisher, billing_headers
+from arks_accountant.publishing import (
+    Bill,
+    BillingPublisher,
+    JetStreamPublisher,
+    billing_headers,
+)
+from arks_accountant.recording import LedgerRecorder, Snapshot
 from arks_accountant.testing import connected_wire, stream_messages
 from arks_common import events, subjects
 from arks_common.testing.builders import make_quota_spec, make_usage_event
@@ -23,7 +30,7 @@ def bills(n: int) -> list[Bill]:
 
 async def test_per_record_publish_is_confirmed_and_deduplicated(bus, nats_server):
     async with connected_wire(nats_server.url) as wire:
-        publisher = BillingPublisher(wire, timeout=5)
+        publisher = BillingPublisher(JetStreamPublisher(wire, timeout=5))
         batch = bills(40)
         assert await publisher.publish(batch) == [True] * 40
         assert await publisher.publish(batch[:10]) == [True] * 10  # stored already
@@ -43,13 +50,13 @@ async def test_per_record_publish_is_confirmed_and_deduplicated(bus, nats_server
 async def test_publish_without_a_stream_is_not_confirmed(bus, nats_server):
     await bus.js.delete_stream(subjects.BILLING_STREAM)
     async with connected_wire(nats_server.url) as wire:
-        publisher = BillingPublisher(wire, timeout=5)
+        publisher = BillingPublisher(JetStreamPublisher(wire, timeout=5))
         assert await publisher.publish(bills(3)) == [False] * 3
 
 
 async def test_publish_fails_fast_when_the_connection_is_lost(bus, nats_server):
     async with connected_wire(nats_server.url) as wire:
-        publisher = BillingPublisher(wire, timeout=30)
+        publisher = BillingPublisher(JetStreamPublisher(wire, timeout=30))
         nats_server.stop()
         try:
             assert await publisher.publish(bills(5)) == [False] * 5
@@ -98,3 +105,22 @@ def test_billing_headers_are_encoded_as_nats_py_does() -> None:
         b"NATS/1.0\r\nArks-Event-Type: BillingRecord\r\nArks-Event-Version: 1\r\n"
         b"Nats-Msg-Id: bill-a  b\r\n\r\n"
     )
+
+
+async def test_ledger_writes_over_the_wire_are_compare_and_set(bus, nats_server):
+    account = keys.Account("default", "basic-quota")
+
+    def snapshot(version: int) -> Snapshot:
+        return Snapshot(1, version, {"ver": str(version)}, {"lane": {"r": "lifetime||0"}}, {})
+
+    async with connected_wire(nats_server.url) as wire:
+        first = LedgerRecorder(bus, publisher=JetStreamPublisher(wire, timeout=5))
+        second = LedgerRecorder(bus, publisher=JetStreamPublisher(wire, timeout=5))
+        assert await first.record(account, snapshot(1))
+        assert await second.record(account, snapshot(2))
+        assert await first.record(account, snapshot(3))  # its cached revision is stale
+        assert first.conflicts == 1
+    stored = await first.read(account.ledger_key)
+    assert stored is not None
+    assert stored[1].version == 3
+    assert stored[1].fields == {"ver": "3"}

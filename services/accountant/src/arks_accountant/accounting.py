@@ -40,7 +40,7 @@ from arks_accountant.deliveries import Delivery
 from arks_accountant.metrics import Metrics
 from arks_accountant.notifying import Notifier, as_reason, state_event
 from arks_accountant.pricing import UNPRICED, Charge, PriceList, bill_for, charge
-from arks_accountant.publishing import Bill, BillingPublisher
+from arks_accountant.publishing import Bill, BillingPublisher, JetStreamPublisher
 from arks_accountant.recording import LedgerRecorder, Snapshot
 from arks_accountant.restoring import Restored, Restorer
 from arks_accountant.settings import AccountantSettings
@@ -186,12 +186,15 @@ class Accountant:
         self._stop = stop
         self._clock = clock
         self.settler = Settler(redis)
-        self.recorder = LedgerRecorder(bus, keep_lanes=settings.ledger.inflight_lanes)
+        self._streams = JetStreamPublisher(wire, timeout=settings.publish_timeout)
+        self.recorder = LedgerRecorder(
+            bus, keep_lanes=settings.ledger.inflight_lanes, publisher=self._streams
+        )
         self.restorer = Restorer(
             redis, self.recorder, lock_seconds=settings.ledger.restore_lock_seconds, stop=stop
         )
         self.notifier = Notifier(bus, metrics.notices)
-        self._publisher = BillingPublisher(wire, timeout=settings.publish_timeout)
+        self._publisher = BillingPublisher(self._streams)
         self._lanes: dict[int, Lane] = {}
         self._price_lists: dict[tuple[str, str, str], PriceList] = {}
         self._conflicts_seen = 0

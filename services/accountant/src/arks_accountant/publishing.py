@@ -25,7 +25,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import orjson
 
@@ -74,22 +74,48 @@ class Bill(NamedTuple):
         return cls(subject.encode(), billing_headers(record.id), wire_bytes(record), record.id)
 
 
+class Outgoing(Protocol):
+    """A message for a stream: subject, header block (b"" for none) and body."""
+
+    @property
+    def subject(self) -> bytes: ...
+    @property
+    def headers(self) -> bytes: ...
+    @property
+    def body(self) -> bytes: ...
+
+
+class PubAck(NamedTuple):
+    """JetStream's answer to one publish: the sequence it is stored at (a duplicate's
+    original one), or 0 with the error code and description."""
+
+    seq: int
+    error: int = 0
+    description: str = ""
+
+
+_NO_ANSWER = PubAck(0, 0, "no answer")
+
+
 @dataclass
 class _Waiting:
     """Replies one publish call waits for."""
 
-    results: list[bool]
+    results: list[PubAck]
     remaining: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def settle(self, index: int, ok: bool) -> None:
-        self.results[index] = ok
+    def settle(self, index: int, ack: PubAck) -> None:
+        self.results[index] = ack
         self.remaining -= 1
         if self.remaining <= 0:
             self.done.set()
 
 
-class BillingPublisher:
+class JetStreamPublisher:
+    """Publishes to streams over the wire: a whole batch in flight at once, each message
+    with its own reply subject (one inbox subscription), each answer awaited."""
+
     def __init__(self, wire: Wire, *, timeout: float) -> None:
         self._wire = wire
         self._timeout = timeout
@@ -97,29 +123,30 @@ class BillingPublisher:
         self._tokens = itertools.count()
         self._waiting: dict[bytes, tuple[_Waiting, int]] = {}
 
-    async def publish(self, bills: Sequence[Bill]) -> list[bool]:
-        """Publish every record; per record, whether JetStream stored it (or had it already)."""
-        if not bills:
+    async def publish(self, messages: Sequence[Outgoing]) -> list[PubAck]:
+        """Publish every message; per message, JetStream's answer (`seq` 0: not stored,
+        including when no answer came within the timeout or the connection was lost)."""
+        if not messages:
             return []
         self._subscribe()
-        waiting = _Waiting([False] * len(bills))
+        waiting = _Waiting([_NO_ANSWER] * len(messages))
         tokens: list[bytes] = []
         prefix, publish, pending = self._prefix, self._wire.publish, self._waiting
         try:
-            for index, bill in enumerate(bills):
+            for index, message in enumerate(messages):
                 token = b"%d" % next(self._tokens)
-                publish(bill.subject, bill.body, prefix + token, bill.headers)
+                publish(message.subject, message.body, prefix + token, message.headers)
                 pending[token] = (waiting, index)
                 tokens.append(token)
                 waiting.remaining += 1
         except WireDown as exc:
-            log.warning("billing publish failed: %s", exc.message)
+            log.warning("publish to a stream failed: %s", exc.message)
         try:
             if waiting.remaining > 0:
                 async with asyncio.timeout(self._timeout):
                     await waiting.done.wait()
         except TimeoutError:
-            log.warning("%d billing publishes not confirmed in time", waiting.remaining)
+            log.warning("%d stream publishes not confirmed in time", waiting.remaining)
         finally:
             for token in tokens:
                 pending.pop(token, None)
@@ -138,25 +165,52 @@ class BillingPublisher:
         if found is None:
             return  # the call gave up on it already
         waiting, index = found
-        waiting.settle(index, _stored(headers, data))
+        waiting.settle(index, _answer(headers, data))
 
     def _on_lost(self) -> None:
         """Replies will not come over a new connection: fail what is waiting now."""
         lost, self._waiting = self._waiting, {}
         for waiting, index in lost.values():
-            waiting.settle(index, False)
+            waiting.settle(index, PubAck(0, 0, "connection lost"))
 
 
-def _stored(headers: bytes, data: bytes) -> bool:
-    """Whether a JetStream reply is a PubAck (a duplicate counts: it is stored already)."""
-    if headers:
-        log.warning("billing publish got status %r", headers[9:].split(b"\r\n", 1)[0])
-        return False
+def _answer(headers: bytes, data: bytes) -> PubAck:
+    """A JetStream reply read as a PubAck (a duplicate counts: it is stored already)."""
+    if headers:  # a status instead of an answer, e.g. 503: no stream takes this subject
+        status = headers[9:].split(b"\r\n", 1)[0].decode(errors="replace")
+        number = status.split(" ", 1)[0]
+        return PubAck(0, int(number) if number.isdigit() else 0, status)
     try:
         answer = orjson.loads(data)
     except orjson.JSONDecodeError:
         answer = None
-    if not isinstance(answer, dict) or "error" in answer:
-        log.debug("billing publish refused: %s", answer)
-        return False
-    return "stream" in answer
+    if not isinstance(answer, dict):
+        return PubAck(0, 0, f"unreadable answer {data[:200]!r}")
+    error = answer.get("error")
+    if error is not None or "stream" not in answer:
+        error = error if isinstance(error, dict) else {}
+        code = error.get("err_code") or error.get("code") or 0
+        return PubAck(0, code if type(code) is int else 0, str(error.get("description", answer)))
+    seq = answer.get("seq")
+    return PubAck(seq if type(seq) is int and seq > 0 else 1)
+
+
+class BillingPublisher:
+    """Billing records onto ARKS_BILLING, each confirmed (see the module docstring)."""
+
+    def __init__(self, publisher: JetStreamPublisher) -> None:
+        self._publisher = publisher
+
+    async def publish(self, bills: Sequence[Bill]) -> list[bool]:
+        """Publish every record; per record, whether JetStream stored it (or had it already)."""
+        acks = await self._publisher.publish(bills)
+        refused = [a for a in acks if not a.seq]
+        if refused:
+            log.warning(
+                "%d of %d billing records not stored (first: %s %s)",
+                len(refused),
+                len(acks),
+                refused[0].error,
+                refused[0].description,
+            )
+        return [a.seq > 0 for a in acks]

@@ -209,16 +209,23 @@ def bill_for(event: events.UsageRecorded, period: str, cost: Charge) -> Bill:
         {"id": record_id, "occurred_at": occurred, "request_id": event.id},
         option=orjson.OPT_UTC_Z,
     )
-    body = (
-        b'%b,%b,"prompt_tokens":%d,"cached_tokens":%d,"completion_tokens":%d,%b,"outcome":%b}'
-        % (
+    counts = b'"prompt_tokens":%d,"cached_tokens":%d,"completion_tokens":%d' % (
+        event.prompt_tokens,
+        event.cached_tokens,
+        event.completion_tokens,
+    )
+    body = b"".join(
+        (
             head[:-1],
+            b",",
             middle,
-            event.prompt_tokens,
-            event.cached_tokens,
-            event.completion_tokens,
+            b",",
+            counts,
+            b",",
             cost.wire,
+            b',"outcome":',
             _OUTCOMES[event.outcome],
+            b"}",
         )
     )
     subject = _billing_subject(event.namespace, event.quota, event.token_name)

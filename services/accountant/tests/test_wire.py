@@ -7,16 +7,24 @@ import asyncio
 import ssl
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from arks_accountant.deliveries import Delivery
+from arks_accountant.publishing import JetStreamPublisher
 from arks_accountant.testing import connected_wire, wait_for
-from arks_accountant.wire import Server, Wire, WireDown
+from arks_accountant.wire import PayloadTooLarge, Server, Wire, WireDown
 from arks_common.embedded import NatsServer
 from arks_common.errors import PermanentError, RetryableError
 
 Received = list[tuple[bytes, bytes, bytes, bytes]]
+
+
+class Outgoing(NamedTuple):
+    subject: bytes
+    headers: bytes
+    body: bytes
 
 
 def collect(into: Received):
@@ -194,3 +202,16 @@ def test_delivery_headers_read_as_nats_py() -> None:
     assert delivery.header(b"Missing") is None
     assert delivery.header_map() == {"Arks-Event-Type": "B", "X": "1"}
     assert Delivery(b"s", b"r", b"", b"").header(b"X") is None
+
+
+async def test_a_message_over_max_payload_is_refused_without_losing_the_connection(nats_server):
+    async with connected_wire(nats_server.url) as wire:
+        with pytest.raises(PayloadTooLarge):
+            wire.publish(b"p.x", b"x" * (2 << 20))
+        publisher = JetStreamPublisher(wire, timeout=5)
+        big = Outgoing(b"arks.billing.default.token.t", b"", b"x" * (2 << 20))
+        [ack] = await publisher.publish([big])
+        assert ack.seq == 0
+        assert "max_payload" in ack.description
+        await wire.ping(5)
+        assert wire.connected

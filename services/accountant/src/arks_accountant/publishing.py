@@ -29,7 +29,7 @@ from typing import NamedTuple, Protocol
 
 import orjson
 
-from arks_accountant.wire import Wire, WireDown
+from arks_accountant.wire import PayloadTooLarge, Wire, WireDown
 from arks_common import events, subjects
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,11 @@ class JetStreamPublisher:
         try:
             for index, message in enumerate(messages):
                 token = b"%d" % next(self._tokens)
-                publish(message.subject, message.body, prefix + token, message.headers)
+                try:
+                    publish(message.subject, message.body, prefix + token, message.headers)
+                except PayloadTooLarge as exc:
+                    waiting.results[index] = PubAck(0, 0, exc.message)
+                    continue
                 pending[token] = (waiting, index)
                 tokens.append(token)
                 waiting.remaining += 1

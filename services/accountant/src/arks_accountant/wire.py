@@ -14,11 +14,13 @@ URL), PING/PONG, SUB/UNSUB, PUB/HPUB, MSG/HMSG, +OK, -ERR. A `tls://` URL, or a 
 that requires TLS, is upgraded after INFO with the given (default) SSL context.
 
 Failure modes: `WireDown` (a RetryableError) from `publish()` and `ping()` while there is
-no connection or when it is lost; `on_lost` callbacks tell whoever waits for replies that
-they will not come. `run()` keeps the connection: it pings it (a dead peer is dropped
-after `ping_interval`), reconnects to the servers in turn after a loss (0.5 s apart) and
-re-subscribes. `generation` counts connections, so a caller can tell whether two writes
-went over the same one (NATS reads a connection's commands in order).
+no connection or when it is lost; `PayloadTooLarge` for a message over the server's
+max_payload (the server would close the connection). `on_lost` callbacks tell whoever
+waits for replies that they will not come. `run()` keeps the connection: it pings it (a
+dead peer is dropped after `ping_interval`), reconnects to the servers in turn after a
+loss (0.5 s apart) and re-subscribes. `generation` counts connection attempts, so a
+caller can tell whether two writes went over the same connection (NATS reads a
+connection's commands in order).
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ class WireDown(RetryableError):
 
     def __init__(self, message: str = "nats connection is down") -> None:
         super().__init__(message, delay=_RECONNECT_WAIT)
+
+
+class PayloadTooLarge(PermanentError):
+    """A message larger than the server's max_payload (the server would drop the
+    connection for it, so it is refused here)."""
 
 
 @dataclass(frozen=True)
@@ -262,6 +269,7 @@ class Wire:
         self._closed = False
         self._up = False
         """A connection is established and not lost (checked on every write)."""
+        self._max_payload = 1 << 20
         self.generation = 0
         """Bumped by every (re)connection."""
 
@@ -302,10 +310,10 @@ class Wire:
 
     async def close(self) -> None:
         self._closed = True
+        self._flush()  # what the lanes wrote last (acks) goes out before the connection closes
         conn, self._conn = self._conn, None
         self._up = False
         if conn is not None and conn.transport is not None:
-            self._flush()
             conn.transport.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(conn.lost), 2.0)
@@ -345,6 +353,7 @@ class Wire:
             return False
         self.generation += 1
         self._conn = conn
+        self._max_payload = int(info.get("max_payload") or self._max_payload)
         self._up = not conn.lost.done()
         self._out.clear()  # commands queued for the lost connection are not replayed
         log.info("nats wire connected to %s:%s", server.host, server.port)
@@ -387,6 +396,11 @@ class Wire:
         self, subject: bytes, payload: bytes, reply: bytes = b"", headers: bytes = b""
     ) -> None:
         """Queue one message; everything queued in this loop turn goes out in one write."""
+        if len(payload) + len(headers) > self._max_payload:
+            raise PayloadTooLarge(
+                f"{len(payload) + len(headers)} bytes to {subject!r} exceed the server's "
+                f"max_payload of {self._max_payload}"
+            )
         if headers:
             size = len(headers)
             command = _HPUB if reply else _HPUB_NO_REPLY

@@ -4,6 +4,9 @@ JetStream consume rate measured in the same run.
 Recipe: one nats-server and one Valkey (fsync-always AOF, as `make run`), usage events
 pre-published to ARKS_USAGE across 8 priced quotas (with money budgets, so every event is
 priced and counted in nanos), 32 tokens and 4 endpoints, plus 1 in 16 without a quota.
+Every event with a quota has its reservation in Valkey as the router's admission script
+leaves it (hash, index entry, reserved total and cost counters), so the accountant
+releases one per event as it would in production.
 Nothing is published while anything is measured: every measurement drains events that
 are already in the stream, and the only other work during it is this process polling one
 Valkey hash every 10 ms. Nothing is pinned: NATS, Valkey, the consumer processes and this
@@ -176,6 +179,44 @@ async def _publish(nats_url: str, usage: list[Any]) -> float:
         return len(usage) / (time.perf_counter() - started)
     finally:
         await bus.close()
+
+
+_RESERVED_COST = 1_000_000
+
+
+async def _reserve(redis_url: str, usage: list[Any]) -> None:
+    """What the router's admission script leaves for each request with a quota."""
+    import redis.asyncio as aioredis
+
+    from arks_common import ledger
+
+    client = aioredis.Redis.from_url(redis_url)
+    expires = int(time.time()) + 3600
+    try:
+        pipe = client.pipeline(transaction=False)
+        for n, event in enumerate(usage):
+            if event.quota is None:
+                continue
+            ns, quota, tokens = event.namespace, event.quota, event.reserved_tokens
+            pipe.hset(
+                ledger.reservation_key(ns, quota, event.id),
+                mapping={
+                    "period": ledger.LIFETIME,
+                    "prompt": 0,
+                    "response": 0,
+                    "total": tokens,
+                    "cost": _RESERVED_COST,
+                    "expires": expires,
+                },
+            )
+            pipe.zadd(ledger.reservation_index_key(ns, quota), {event.id: expires})
+            pipe.incrby(ledger.reserved_key(ns, quota, ledger.LIFETIME, "total"), tokens)
+            pipe.incrby(ledger.reserved_key(ns, quota, ledger.LIFETIME, "cost"), _RESERVED_COST)
+            if n % 1000 == 999:
+                await pipe.execute()
+        await pipe.execute()
+    finally:
+        await client.aclose()
 
 
 # ----------------------------------------------------------------------------- raw consumers
@@ -436,6 +477,15 @@ async def _verify(nats_url: str, redis_url: str, usage: list[Any]) -> dict[str, 
             got = int(await client.hget(keys.token_usage_key("default", token), "requests") or 0)
             if got != n:
                 mismatches.append(f"token {token}: {got} requests != {n}")
+        for quota in want:
+            for kind in ("total", "cost"):
+                key = ledger.reserved_key("default", quota, ledger.LIFETIME, kind)
+                left = int(await client.get(key) or 0)
+                if left:
+                    mismatches.append(f"{quota}: {left} {kind} still reserved")
+            index = await client.zcard(ledger.reservation_index_key("default", quota))
+            if index:
+                mismatches.append(f"{quota}: {index} reservations not released")
     finally:
         await client.aclose()
     bus = await messaging.Bus.connect(NatsSettings(url=nats_url), name="bench-verify")
@@ -493,6 +543,7 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
             usage = _events(count)
             published += usage
             await _publish(nats.url, usage)
+            await _reserve(valkey.url, usage)
             raw, meter = await _measure_raw(ctx, "raw", nats.url, count, 1, f"{rep}")
             samples["raw_nats_py"].append(raw)
             cpu["raw_nats_py_1"] = meter.per_event(count)
@@ -510,6 +561,7 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
             usage = _events(count)
             published += usage
             await _publish(nats.url, usage)
+            await _reserve(valkey.url, usage)
             raw2, meter = await _measure_raw(ctx, "raw-wire", nats.url, count, 2, f"2-{rep}")
             samples["raw_wire_2"].append(raw2)
             cpu["raw_wire_2"] = meter.per_event(count)

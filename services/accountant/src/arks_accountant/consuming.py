@@ -1,10 +1,10 @@
 """The accountant's consumer lanes: pull batches of usage events over the wire, ack them.
 
 A lane is one sequential loop: a pull request on the shared durable consumer, the batch
-it brings, the handler's dispositions, then their acks, then the next pull request. On
-one connection the next request follows the acks, so a batch that arrives (or a status
-answering the request) proves NATS has read the acks before it: `accounting.Lane`
-relies on that to forget in-flight markers.
+it brings, the handler's dispositions, then their acks and a PING, then the next pull
+request. When all of a batch's acks were written on one connection, the PING's answer is
+handed to `on_acks_sent`: once it resolves NATS has read those acks, which is what
+`accounting.Lane` waits for before it forgets the batch's in-flight markers.
 
 Fetching: one pull request per batch, `no_wait` with `expires` = `fetch_timeout`: it is
 answered at once with what is there (up to `batch`), or, on a quiet stream, with the
@@ -99,6 +99,7 @@ class Puller:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._wire.off_lost(self._on_lost)
         with contextlib.suppress(WireDown):
             self._wire.unsubscribe(self._sid)
 

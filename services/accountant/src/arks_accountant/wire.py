@@ -375,6 +375,10 @@ class Wire:
         """`callback()` runs (synchronously) whenever the current connection is lost."""
         self._on_lost.append(callback)
 
+    def off_lost(self, callback: LostHandler) -> None:
+        with contextlib.suppress(ValueError):
+            self._on_lost.remove(callback)
+
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self, subject: str, handler: MessageHandler) -> bytes:
         """Deliver messages on `subject` to `handler` (kept across reconnects); the sid."""

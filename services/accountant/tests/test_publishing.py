@@ -14,7 +14,7 @@ from arks_accountant.publishing import (
     JetStreamPublisher,
     billing_headers,
 )
-from arks_accountant.recording import LedgerRecorder, Snapshot
+from arks_accountant.recording import LaneMarkers, LedgerRecorder, Snapshot
 from arks_accountant.testing import connected_wire, stream_messages
 from arks_common import events, subjects
 from arks_common.testing.builders import make_quota_spec, make_usage_event
@@ -111,7 +111,9 @@ async def test_ledger_writes_over_the_wire_are_compare_and_set(bus, nats_server)
     account = keys.Account("default", "basic-quota")
 
     def snapshot(version: int) -> Snapshot:
-        return Snapshot(1, version, {"ver": str(version)}, {"lane": {"r": "lifetime||0"}}, {})
+        return Snapshot(
+            1, version, {"ver": str(version)}, {"lane": LaneMarkers({"r": "lifetime||0"}, 1)}, {}
+        )
 
     async with connected_wire(nats_server.url) as wire:
         first = LedgerRecorder(bus, publisher=JetStreamPublisher(wire, timeout=5))

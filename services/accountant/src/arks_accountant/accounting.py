@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import nats.errors
 import redis.asyncio as aioredis
 import redis.exceptions
 
@@ -41,7 +42,7 @@ from arks_accountant.metrics import Metrics
 from arks_accountant.notifying import Notifier, as_reason, state_event
 from arks_accountant.pricing import UNPRICED, Charge, PriceList, bill_for, charge
 from arks_accountant.publishing import Bill, BillingPublisher, JetStreamPublisher
-from arks_accountant.recording import LedgerRecorder, Snapshot
+from arks_accountant.recording import LaneMarkers, LedgerRecorder, Snapshot
 from arks_accountant.restoring import Restored, Restorer
 from arks_accountant.settings import AccountantSettings
 from arks_accountant.settling import (
@@ -56,7 +57,7 @@ from arks_accountant.settling import (
 )
 from arks_accountant.specs import QuotaRef, QuotaSpecs
 from arks_accountant.wire import Wire, WireDown
-from arks_common import events, ledger
+from arks_common import events, ledger, subjects
 from arks_common.errors import PermanentError, RetryableError
 from arks_common.events import utcnow
 from arks_common.messaging import Ack, Bus, DeadLetter, Disposition, Nak
@@ -72,6 +73,7 @@ _TYPE_HEADER = events.TYPE_HEADER.encode()
 _IN_PROGRESS = b"+WPI"
 _ACK = Ack()
 _EVALUATE_CHUNK = 200
+_GROW_AFTER = 1.0
 
 
 def invalid_reason(event: events.UsageRecorded) -> str | None:
@@ -118,13 +120,19 @@ def _transient(exc: redis.exceptions.ResponseError) -> bool:
 class _Unconfirmed:
     """A batch's done-markers, kept in ledger writes until its acks surely reached NATS."""
 
-    ended: float
     markers: dict[str, dict[str, str]]
+    """Per ledger key: request id → done-marker."""
+    seqs: dict[str, int]
+    """Per ledger key: the highest stream sequence of those markers' messages."""
     acked: bool
-    """Whether the batch's events are acked; markers of events nak'ed after being applied
-    are kept until they expire (their redelivery records them again)."""
+    """Whether the batch's events are acked (False: nak'ed after being applied; such a
+    batch is never confirmed, only passed by the ack floor)."""
     confirmed: asyncio.Future[None] | None = None
     """Resolved when NATS answered a PING written after the batch's acks."""
+
+    def passed(self, floor: int) -> bool:
+        """Whether the consumer's ack floor passed every message of the batch."""
+        return bool(floor) and bool(self.seqs) and 0 < max(self.seqs.values()) <= floor
 
     def is_confirmed(self) -> bool:
         done = self.confirmed
@@ -188,8 +196,15 @@ class Accountant:
         self.settler = Settler(redis)
         self._streams = JetStreamPublisher(wire, timeout=settings.publish_timeout)
         self.recorder = LedgerRecorder(
-            bus, keep_lanes=settings.ledger.inflight_lanes, publisher=self._streams
+            bus,
+            keep_lanes=settings.ledger.inflight_lanes,
+            publisher=self._streams,
+            entry_budget=self.entry_budget,
+            observe_size=metrics.ledger_entry_bytes.observe,
         )
+        self._over_seen = 0
+        self._batch_scale = 1.0
+        self._scaled_at = 0.0
         self.restorer = Restorer(
             redis, self.recorder, lock_seconds=settings.ledger.restore_lock_seconds, stop=stop
         )
@@ -325,7 +340,7 @@ class Accountant:
             period = ledger.period_id(
                 spec.reset_period if spec else ledger.LIFETIME, event.started_at
             )
-        return PricedEvent.of(event, account, period, charge(event, prices))
+        return PricedEvent.of(event, account, period, charge(event, prices), msg.stream_sequence)
 
     async def _settle_holding(
         self, batch: Sequence[Delivery], priced: list[PricedEvent], lane: Lane
@@ -393,6 +408,7 @@ class Accountant:
         lane: Lane,
     ) -> list[Disposition]:
         markers: dict[keys.Account, dict[str, str]] = defaultdict(dict)
+        seqs: dict[keys.Account, int] = defaultdict(int)
         records: list[Bill | None] = []
         prices: dict[keys.Account, dict[str, PriceList]] = defaultdict(dict)
         for term in terms:
@@ -400,6 +416,8 @@ class Accountant:
                 prices[term.account][term.spec.price_version] = PriceList.of(term.spec)
         applied = 0
         for p, previous in zip(priced, outcome.previous, strict=True):
+            if p.seq > seqs[p.account]:
+                seqs[p.account] = p.seq
             if previous is None:
                 applied += 1
                 markers[p.account][p.event.id] = p.marker
@@ -411,7 +429,7 @@ class Accountant:
         self._metrics.events.labels("duplicate").inc(len(priced) - applied)
         phase = self._metrics.phases
         started = time.perf_counter()
-        recorded = await self._record(epoch, outcome.accounts, prices, (lane, markers))
+        recorded = await self._record(epoch, outcome.accounts, prices, (lane, markers, seqs))
         phase.labels("record").observe(time.perf_counter() - started)
         to_bill = [
             (i, r)
@@ -438,14 +456,16 @@ class Accountant:
                 held.setdefault(p.account.ledger_key, {})[p.event.id] = markers[p.account][
                     p.event.id
                 ]
-        ended = time.monotonic()
         batch = _Unconfirmed(
-            ended, {a.ledger_key: dict(m) for a, m in markers.items() if recorded[a]}, acked=True
+            {a.ledger_key: dict(m) for a, m in markers.items() if recorded[a]},
+            {a.ledger_key: seqs[a] for a in markers if recorded[a]},
+            acked=True,
         )
         lane.unconfirmed.append(batch)
         lane.latest.append(batch)
         if held:
-            lane.unconfirmed.append(_Unconfirmed(ended, held, acked=False))
+            held_seqs = {k: max(seqs[a] for a in markers if a.ledger_key == k) for k in held}
+            lane.unconfirmed.append(_Unconfirmed(held, held_seqs, acked=False))
         return out
 
     async def _rebill(
@@ -496,10 +516,71 @@ class Accountant:
         return prices
 
     # ------------------------------------------------------------------ ledger
+    async def follow_ack_floor(self, stop: asyncio.Event) -> None:
+        """Keep `recorder.ack_floor` at the durable consumer's ack floor.
+
+        A floor read over a connection that was lost meanwhile is not used (after a NATS
+        restart that lost its data the stream's sequences start again; the old floor
+        would drop markers of new, un-acked messages): the floor is unknown (0) until
+        read again on the connection the ledger writes go over.
+        """
+        interval = self._settings.ledger.ack_floor_interval
+        self._wire.on_lost(self._forget_floor)
+        try:
+            while not stop.is_set():
+                generation = self._wire.generation
+                floor = 0
+                try:
+                    info = await self._bus.js.consumer_info(
+                        subjects.USAGE_STREAM, subjects.ACCOUNTANT_CONSUMER
+                    )
+                    floor = info.ack_floor.stream_seq if info.ack_floor else 0
+                except (nats.errors.Error, OSError, TimeoutError) as exc:
+                    log.debug("cannot read the consumer's ack floor: %r", exc)
+                if self._wire.generation != generation or not self._wire.connected:
+                    floor = 0
+                self.recorder.ack_floor = floor or 0
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+        finally:
+            self._wire.off_lost(self._forget_floor)
+
+    def _forget_floor(self) -> None:
+        self.recorder.ack_floor = 0
+
+    def batch_size(self) -> int:
+        """How many messages a lane should fetch next.
+
+        A hot quota's ledger entry carries every lane's in-flight markers (~70 bytes an
+        event) and must fit in one NATS message. Each time an entry written by this
+        process went over the entry budget, the batches of its lanes halve; after a
+        second without that they grow back by half, up to `consumer.batch`.
+        """
+        base = self._settings.consumer.batch
+        now = time.monotonic()
+        over = self.recorder.over_budget
+        if over != self._over_seen:
+            self._over_seen = over
+            self._batch_scale = max(1 / base, self._batch_scale / 2)
+            self._scaled_at = now
+        elif self._batch_scale < 1 and now - self._scaled_at > _GROW_AFTER:
+            self._batch_scale = min(1.0, self._batch_scale * 1.5)
+            self._scaled_at = now
+        size = max(1, int(base * self._batch_scale))
+        self._metrics.fetch_limit.set(size)
+        return size
+
+    def entry_budget(self) -> int:
+        """Bytes a ledger entry should stay under (`ledger.entry_budget`, else half the
+        server's max_payload)."""
+        return self._settings.ledger.entry_budget or self._wire.max_payload // 2
+
     def _confirm_acks(self, lane: Lane) -> None:
-        """Forget batches whose acks NATS has read, and markers past two ack waits."""
-        horizon = time.monotonic() - 2 * self._settings.consumer.ack_wait
-        kept = [b for b in lane.unconfirmed if not b.is_confirmed() and b.ended > horizon]
+        """Forget batches whose acks NATS has read or that the ack floor passed (a batch
+        whose acks were lost, or whose events were nak'ed after being applied, is kept
+        until its messages, redelivered, are acked)."""
+        floor = self.recorder.ack_floor
+        kept = [b for b in lane.unconfirmed if not b.is_confirmed() and not b.passed(floor)]
         lane.unconfirmed = deque(kept[-self._settings.ledger.unconfirmed_batches :])
 
     async def _record(
@@ -507,21 +588,27 @@ class Accountant:
         epoch: int,
         accounts: Sequence[AccountOutcome],
         prices: dict[keys.Account, dict[str, PriceList]],
-        inflight_of: tuple[Lane, dict[keys.Account, dict[str, str]]] | None,
+        inflight_of: tuple[Lane, dict[keys.Account, dict[str, str]], dict[keys.Account, int]]
+        | None,
     ) -> dict[keys.Account, bool]:
-        """Write the accounts' snapshots; with `inflight_of` = (lane, this batch's markers),
-        the lane's in-flight markers become this batch's plus its unconfirmed ones."""
+        """Write the accounts' snapshots; with `inflight_of` = (lane, this batch's markers
+        and highest sequences), the lane's in-flight markers become this batch's plus its
+        unconfirmed ones."""
 
         async def one(outcome: AccountOutcome) -> bool:
             account = outcome.account
-            owned: dict[str, dict[str, str]] = {}
+            owned: dict[str, LaneMarkers] = {}
             if inflight_of is not None:
-                lane, markers = inflight_of
+                lane, markers, seqs = inflight_of
                 inflight: dict[str, str] = {}
+                seq = seqs.get(account, 0)
                 for batch in lane.unconfirmed:
-                    inflight.update(batch.markers.get(account.ledger_key, {}))
+                    kept = batch.markers.get(account.ledger_key)
+                    if kept:
+                        inflight.update(kept)
+                        seq = max(seq, batch.seqs.get(account.ledger_key, 0))
                 inflight.update(markers.get(account, {}))
-                owned[lane.id] = inflight
+                owned[lane.id] = LaneMarkers(inflight, seq)
             snapshot = Snapshot(
                 epoch, outcome.version, outcome.fields, owned, prices.get(account, {})
             )

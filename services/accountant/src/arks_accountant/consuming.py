@@ -81,9 +81,16 @@ async def ensure_consumer(bus: Bus, spec: ConsumerSpec) -> None:
 class Puller:
     """One lane's pull requests and the messages they bring, collected by a callback."""
 
-    def __init__(self, wire: Wire, spec: ConsumerSpec, inbox: str) -> None:
+    def __init__(
+        self,
+        wire: Wire,
+        spec: ConsumerSpec,
+        inbox: str,
+        batch_size: Callable[[], int] | None = None,
+    ) -> None:
         self._wire = wire
         self._spec = spec
+        self._batch_size = batch_size
         self._inbox = inbox.encode()
         self._next = f"{_API_PREFIX}.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}".encode()
         self._got: list[Delivery] = []
@@ -105,7 +112,7 @@ class Puller:
 
     async def fetch(self) -> list[Delivery]:
         """The next batch (possibly empty after `fetch_timeout` without messages)."""
-        batch = self._spec.batch
+        batch = self._batch_size() if self._batch_size is not None else self._spec.batch
         if not self._got:
             await self._request(batch, self._spec.fetch_timeout)
         got, self._got = self._got[:batch], self._got[batch:]
@@ -160,13 +167,15 @@ async def consume_lane(
     *,
     inbox: str,
     on_acks_sent: Callable[[asyncio.Future[None]], None] | None = None,
+    batch_size: Callable[[], int] | None = None,
 ) -> None:
     """Run one lane until `stop` is set (the batch in hand is finished first).
 
     After each batch's acks the lane writes a PING and hands its answer to
-    `on_acks_sent`: once it resolves, NATS has read those acks.
+    `on_acks_sent`: once it resolves, NATS has read those acks. `batch_size`, when
+    given, is asked before each pull how many messages to request (else `spec.batch`).
     """
-    with Puller(wire, spec, inbox) as puller:
+    with Puller(wire, spec, inbox, batch_size) as puller:
         while not stop.is_set():
             try:
                 batch = await puller.fetch()

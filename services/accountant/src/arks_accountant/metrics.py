@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,8 @@ class Metrics:
     restores: Counter
     swept: Counter
     status_writes: Counter
+    ledger_entry_bytes: Histogram
+    fetch_limit: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -72,6 +74,18 @@ class Metrics:
                 "arks_accountant_status_writes",
                 "ArksQuota status writes, by outcome (written, missing, failed).",
                 ["outcome"],
+                registry=registry,
+            ),
+            ledger_entry_bytes=Histogram(
+                "arks_accountant_ledger_entry_bytes",
+                "Size of the ledger entries written (must stay under NATS' max_payload).",
+                buckets=(1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 19, 1 << 20, 1 << 22),
+                registry=registry,
+            ),
+            fetch_limit=Gauge(
+                "arks_accountant_fetch_limit",
+                "Messages a lane fetches at once now: consumer.batch, less while a hot "
+                "quota's ledger entry is over its budget.",
                 registry=registry,
             ),
         )

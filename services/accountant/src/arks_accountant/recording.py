@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
@@ -60,6 +60,12 @@ class Inflight(BaseModel):
 
     at: float = Field(description="Unix time of the write.")
     markers: dict[str, str] = Field(default_factory=dict, description="request id → marker")
+    seq: int = Field(
+        0,
+        description="The highest ARKS_USAGE stream sequence of the markers' messages; once "
+        "the consumer's ack floor reaches it none of them can be delivered again (0: unknown, "
+        "written before sequences were kept).",
+    )
 
     @cached_property
     def versions(self) -> frozenset[str]:
@@ -97,6 +103,14 @@ class LedgerEntry(BaseModel):
             raise PermanentError(f"undecodable ledger entry: {exc}") from exc
 
 
+class LaneMarkers(NamedTuple):
+    """One lane's in-flight markers for an entry, and the highest stream sequence among
+    their messages."""
+
+    markers: Mapping[str, str]
+    seq: int
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What one SETTLE call left in an account, and the in-flight markers to keep with it."""
@@ -104,7 +118,7 @@ class Snapshot:
     epoch: int
     version: int
     fields: Mapping[str, str]
-    markers: Mapping[str, Mapping[str, str]]
+    markers: Mapping[str, LaneMarkers]
     """Per lane (`<instance>/<n>`): its in-flight markers, replacing what the entry had."""
     prices: Mapping[str, PriceList]
 
@@ -143,16 +157,30 @@ class LedgerRecorder:
     """Compare-and-set writes of account snapshots, with a cache of the last revisions."""
 
     def __init__(
-        self, bus: Bus, *, keep_lanes: int = 64, publisher: JetStreamPublisher | None = None
+        self,
+        bus: Bus,
+        *,
+        keep_lanes: int = 64,
+        publisher: JetStreamPublisher | None = None,
+        entry_budget: Callable[[], int] | None = None,
+        observe_size: Callable[[int], None] | None = None,
     ) -> None:
         self._bus = bus
         self._keep = keep_lanes
         self._publisher = publisher
+        self._entry_budget = entry_budget
+        self._observe_size = observe_size
         self._subject_prefix = KV_PRE_TEMPLATE.format(bucket=subjects.LEDGER_BUCKET).encode()
         self._kv: KeyValue | None = None
         self._cache: dict[str, tuple[int, LedgerEntry]] = {}
         self._slots: dict[str, _Slot] = {}
         self.conflicts = 0
+        self.ack_floor = 0
+        """The durable consumer's ack floor as last read (0: unknown). Every message at or
+        below it is acked, so in-flight markers whose `seq` it reached are dropped from
+        the entries written. A stale value is only lower, which drops less."""
+        self.over_budget = 0
+        """Entries written (or attempted) larger than `entry_budget()`."""
 
     async def kv(self) -> KeyValue:
         if self._kv is None:
@@ -259,11 +287,13 @@ class LedgerRecorder:
             if merged is None:
                 self._cache.pop(key, None)
                 return False
+            data = merged.to_bytes()
+            self._measure(len(data))
             try:
                 if revision:
-                    new_revision = await self._update(kv, key, merged.to_bytes(), revision)
+                    new_revision = await self._update(kv, key, data, revision)
                 else:
-                    new_revision = await kv.create(key, merged.to_bytes())
+                    new_revision = await kv.create(key, data)
             except nats.js.errors.KeyWrongLastSequenceError:
                 self.conflicts += 1
                 cached = None
@@ -274,6 +304,12 @@ class LedgerRecorder:
             self._cache[key] = (new_revision, merged)
             return bool(revision) or await self._created_in_epoch(key, new_revision, snapshot)
         raise RetryableError(f"ledger entry {key} keeps changing under us", delay=0.2)
+
+    def _measure(self, size: int) -> None:
+        if self._observe_size is not None:
+            self._observe_size(size)
+        if self._entry_budget is not None and size > self._entry_budget():
+            self.over_budget += 1
 
     async def _update(self, kv: KeyValue, key: str, value: bytes, last: int) -> int:
         """`kv.update(key, value, last=last)`, over the hot-path wire when there is one
@@ -296,9 +332,17 @@ class LedgerRecorder:
             return None
         newer = current is None or snapshot.version >= current.version
         inflight = dict(current.inflight) if current else {}
-        for owner, markers in snapshot.markers.items():
+        for owner, (markers, seq) in snapshot.markers.items():
             # built from our own str -> str mapping: nothing to validate
-            inflight[owner] = Inflight.model_construct(at=time.time(), markers=dict(markers))
+            inflight[owner] = Inflight.model_construct(
+                at=time.time(), markers=dict(markers), seq=seq
+            )
+        floor = self.ack_floor
+        if floor:
+            # every message of such a set is acked: it can never be redelivered, so its
+            # marker is not needed to restore Valkey (this is what removes the sets of
+            # lanes that stopped writing the entry: processes gone, lanes moved on)
+            inflight = {o: f for o, f in inflight.items() if not 0 < f.seq <= floor}
         if len(inflight) > self._keep:
             ordered = sorted(inflight.items(), key=lambda kv: kv[1].at, reverse=True)
             inflight = dict(ordered[: self._keep])

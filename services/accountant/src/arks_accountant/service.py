@@ -2,7 +2,8 @@
 
 Tasks (all stop with `service.stop`): follow quota specs from KV; the watchdog
 (readiness and restore-on-data-loss); the hot-path NATS connection's keeper
-(`arks_accountant.wire`: pings, reconnects); the consumer lanes (after the first spec
+(`arks_accountant.wire`: pings, reconnects); the ack-floor follower (prunes in-flight
+markers); the consumer lanes (after the first spec
 snapshot and the first restore check; `consumer.lanes` loops share the durable
 consumer); exhaustion re-evaluation; the status loop; the sweeper.
 `/readyz` is ready when NATS and Valkey are reachable, Valkey holds the ledger's epoch
@@ -105,6 +106,7 @@ async def consume(
                     stop,
                     inbox=f"_INBOX.{secrets.token_hex(10)}",
                     on_acks_sent=lane.acks_sent,
+                    batch_size=accountant.batch_size,
                 )
             )
 
@@ -165,6 +167,7 @@ def make_lifespan(
                     ),
                 )
                 service.spawn("wire", wire.run(stop))
+                service.spawn("ack-floor", accountant.follow_ack_floor(stop))
                 service.spawn("consume", consume(accountant, bus, wire, settings, service))
                 service.spawn("evaluate", evaluate_forever(accountant, stop))
                 service.spawn(

@@ -91,6 +91,19 @@ class LedgerSettings(BaseModel):
     unconfirmed_batches: int = Field(
         8, ge=1, description="Batches whose acks are not yet known to have reached NATS."
     )
+    ack_floor_interval: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between reads of the consumer's ack floor; in-flight markers "
+        "of messages below it are dropped from the ledger entries written.",
+    )
+    entry_budget: int = Field(
+        0,
+        ge=0,
+        description="Bytes a ledger entry should stay under (0: half the NATS server's "
+        "max_payload). When an entry written lately is larger, the lanes fetch smaller "
+        "batches, so that one hot quota's in-flight markers keep fitting in one message.",
+    )
 
 
 class AccountantSettings(ServiceSettings):

@@ -122,13 +122,20 @@ class PricedEvent(NamedTuple):
     charge: Charge
     marker: str
     """The done-marker value: how the event was charged, to re-bill it identically."""
+    seq: int = 0
+    """The message's ARKS_USAGE stream sequence (0: unknown)."""
 
     @classmethod
     def of(
-        cls, event: events.UsageRecorded, account: keys.Account, period: str, charge: Charge
+        cls,
+        event: events.UsageRecorded,
+        account: keys.Account,
+        period: str,
+        charge: Charge,
+        seq: int = 0,
     ) -> PricedEvent:
         return cls(
-            event, account, period, charge, f"{period}|{charge.price_version}|{charge.nanos}"
+            event, account, period, charge, f"{period}|{charge.price_version}|{charge.nanos}", seq
         )
 
     def group(self) -> tuple[keys.Account, str, str, str]:

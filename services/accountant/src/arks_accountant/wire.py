@@ -278,6 +278,11 @@ class Wire:
     def connected(self) -> bool:
         return self._up
 
+    @property
+    def max_payload(self) -> int:
+        """The largest message the server takes (from its INFO; 1 MiB before connecting)."""
+        return self._max_payload
+
     async def connect(self, deadline: float) -> None:
         """The first connection, trying the servers in turn until `deadline` seconds pass."""
         try:

@@ -49,6 +49,23 @@ class ShutdownSettings(BaseModel):
     )
 
 
+class KubernetesSettings(BaseModel):
+    """How a service reaches the Kubernetes API (services that talk to it)."""
+
+    kubeconfig: str | None = Field(
+        None,
+        description="Path of a kubeconfig; unset: the in-cluster service account when "
+        "running in a pod, else the default kubeconfig (~/.kube/config or $KUBECONFIG).",
+    )
+    context: str | None = Field(None, description="Context of the kubeconfig to use.")
+    api_url: str | None = Field(
+        None,
+        description="Talk to this URL without credentials (e.g. `kubectl proxy`); "
+        "overrides the kubeconfig.",
+    )
+    request_timeout: float = Field(10.0, gt=0, description="Seconds per API request.")
+
+
 class ServiceSettings(BaseSettings):
     """Base of every service's settings object."""
 

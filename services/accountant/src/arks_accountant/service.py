@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from arks_accountant.accounting import Accountant, Clock
 from arks_accountant.consuming import consume_lane, ensure_consumer
 from arks_accountant.evaluating import evaluate_forever
+from arks_accountant.kube_status import KubernetesStatusWriter, api_client
 from arks_accountant.local_status import LocalStatusWriter
 from arks_accountant.metrics import Metrics
 from arks_accountant.settings import AccountantSettings
@@ -137,6 +138,7 @@ def make_lifespan(
                 socket_timeout=settings.redis.socket_timeout,
                 socket_connect_timeout=settings.redis.socket_timeout,
             )
+            cleanup = contextlib.AsyncExitStack()
             try:
                 specs = QuotaSpecs()
                 accountant = Accountant(
@@ -152,6 +154,11 @@ def make_lifespan(
                 writer = status_writer
                 if writer is None and settings.status.writer == "local":
                     writer = LocalStatusWriter(ResourceStore(bus))
+                elif writer is None and settings.status.writer == "kubernetes":
+                    kube = await cleanup.enter_async_context(await api_client(settings.kubernetes))
+                    writer = KubernetesStatusWriter(
+                        kube, timeout=settings.kubernetes.request_timeout
+                    )
                 stop = service.stop
                 service.spawn("specs", specs.follow(bus, stop))
                 service.spawn(
@@ -177,6 +184,7 @@ def make_lifespan(
                 service.spawn("sweep", sweep_forever(accountant, settings.sweep, metrics, stop))
                 yield None
             finally:
+                await cleanup.aclose()
                 await client.aclose()
         finally:
             await wire.close()

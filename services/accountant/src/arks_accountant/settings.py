@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from arks_common.settings import RedisSettings, ServiceSettings
+from arks_common.settings import KubernetesSettings, RedisSettings, ServiceSettings
 
 
 class ConsumerSettings(BaseModel):
@@ -55,10 +55,11 @@ class ConsumerSettings(BaseModel):
 class StatusSettings(BaseModel):
     """Write-back of usage into ArksQuota.status."""
 
-    writer: Literal["local", "none"] = Field(
+    writer: Literal["local", "kubernetes", "none"] = Field(
         "local",
-        description="local: the NATS KV resource store of the local platform; none: "
-        "do not write status (usage stays readable in Valkey and the ledger).",
+        description="local: the NATS KV resource store of the local platform; kubernetes: "
+        "the ArksQuota status subresource (see `kubernetes`); none: do not write status "
+        "(usage stays readable in Valkey and the ledger).",
     )
     interval: float = Field(2.0, gt=0, description="At most one status write per quota per this.")
 
@@ -114,6 +115,7 @@ class AccountantSettings(ServiceSettings):
     status: StatusSettings = StatusSettings()
     sweep: SweepSettings = SweepSettings()
     ledger: LedgerSettings = LedgerSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
     instance_id: str = Field(
         default_factory=lambda: uuid.uuid4().hex[:12],
         description="This process's name in ledger entries; unique per process by default.",

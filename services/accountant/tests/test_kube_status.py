@@ -1,0 +1,153 @@
+"""ArksQuota status on Kubernetes: the real kubernetes-asyncio client against the fake
+API server (`arks_common.testing.kubeapi`), the writer alone and inside the service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from kubernetes_asyncio import client
+
+from arks_accountant.kube_status import KubernetesStatusWriter
+from arks_accountant.status import QuotaStatusReport
+from arks_accountant.testing import (
+    make_settings,
+    publish_usage,
+    put_spec,
+    running_accountant,
+    wait_for,
+)
+from arks_common import events, ledger
+from arks_common.errors import RetryableError
+from arks_common.settings import KubernetesSettings
+from arks_common.testing.builders import make_quota_spec, make_usage_event
+from arks_common.testing.kubeapi import FakeKubeApi, serve
+
+NS, NAME = "default", "basic-quota"
+AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def arks_quota() -> dict:
+    return {
+        "apiVersion": "arks.ai/v1",
+        "kind": "ArksQuota",
+        "metadata": {"name": NAME, "namespace": NS},
+        "spec": {
+            "quotas": [{"type": "prompt", "value": 1000}, {"type": "total", "value": 5000}],
+            "budget": {"limit": "10"},
+            "prices": [{"endpoint": "qwen-7b", "prompt": "2", "completion": "4"}],
+        },
+        # written by the reconciler: the accountant must keep it
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+def report(prompt: int = 10, total: int = 30, name: str = NAME) -> QuotaStatusReport:
+    return QuotaStatusReport(
+        namespace=NS,
+        name=name,
+        used={"prompt": prompt, "total": total},
+        spent=Decimal("0.25"),
+        currency="USD",
+        period_start=None,
+        at=AT,
+    )
+
+
+@pytest.fixture
+async def kube() -> AsyncIterator[tuple[FakeKubeApi, str, KubernetesStatusWriter]]:
+    async with (
+        serve() as (api, url),
+        client.ApiClient(client.Configuration(host=url)) as api_client,
+    ):
+        yield api, url, KubernetesStatusWriter(api_client, timeout=5)
+
+
+async def test_the_status_subresource_is_written_and_other_fields_kept(kube):
+    api, _, writer = kube
+    api.create(arks_quota())
+    assert await writer.write_quota_status(report())
+    obj = api.get("arks.ai/v1", "arksquotas", NS, NAME)
+    status = obj["status"]
+    assert status["conditions"] == [{"type": "Ready", "status": "True"}]
+    assert [(q["type"], q["used"]) for q in status["quotaStatus"]] == [
+        ("prompt", 10),
+        ("total", 30),
+    ]
+    assert status["quotaStatus"][0]["lastUpdateTime"] == "2026-11-28T12:00:00Z"
+    assert status["budgetStatus"] == {
+        "spent": "0.25",
+        "currency": "USD",
+        "lastUpdateTime": "2026-11-28T12:00:00Z",
+    }
+    assert obj["metadata"]["generation"] == 1
+    version = obj["metadata"]["resourceVersion"]
+    writes = len([r for r in api.requests if r[0] == "PUT"])
+
+    assert await writer.write_quota_status(report())  # nothing changed: no write
+    assert len([r for r in api.requests if r[0] == "PUT"]) == writes
+    assert api.get("arks.ai/v1", "arksquotas", NS, NAME)["metadata"]["resourceVersion"] == version
+
+
+async def test_a_missing_quota_is_reported_and_nothing_is_created(kube):
+    api, _, writer = kube
+    assert not await writer.write_quota_status(report(name="gone"))
+    assert api.get("arks.ai/v1", "arksquotas", NS, "gone") is None
+
+
+async def test_conflicts_are_retried_and_failures_are_retryable_with_the_fix(kube):
+    api, _, writer = kube
+    api.create(arks_quota())
+    api.fail_next(409, method="PUT")  # someone wrote the object between our read and our write
+    assert await writer.write_quota_status(report(prompt=1))
+    assert api.get("arks.ai/v1", "arksquotas", NS, NAME)["status"]["quotaStatus"][0]["used"] == 1
+
+    api.fail_next(403)
+    with pytest.raises(RetryableError, match="arksquotas/status"):
+        await writer.write_quota_status(report(prompt=2))
+    api.fail_next(503)
+    with pytest.raises(RetryableError, match="503"):
+        await writer.write_quota_status(report(prompt=2))
+    assert await writer.write_quota_status(report(prompt=2))
+
+
+async def test_the_service_writes_usage_into_kubernetes(bus, redis, nats_server, valkey_server):
+    """ARKS_STATUS__WRITER=kubernetes: the accountant builds its client from settings and
+    keeps ArksQuota.status current as usage is applied."""
+    spec = make_quota_spec(
+        limits=[
+            events.QuotaLimit(type="prompt", value=1000),
+            events.QuotaLimit(type="total", value=5000),
+        ],
+        budget_nanos=10 * ledger.NANOS_PER_UNIT,
+        prices=[events.EndpointPrice(endpoint="qwen-7b", prompt=Decimal(2), completion=Decimal(4))],
+    )
+    await put_spec(bus, spec)
+    async with serve() as (api, url):
+        api.create(arks_quota())
+        settings = make_settings(
+            nats_server.url,
+            valkey_server.url,
+            status={"writer": "kubernetes", "interval": 0.2},
+            kubernetes=KubernetesSettings(api_url=url),
+        )
+        async with running_accountant(settings) as acct:
+            await publish_usage(
+                bus, *(make_usage_event(prompt_tokens=100, completion_tokens=50) for _ in range(3))
+            )
+
+            def status_written() -> bool:
+                obj = api.get("arks.ai/v1", "arksquotas", NS, NAME)
+                entries = obj.get("status", {}).get("quotaStatus", [])
+                return [e["used"] for e in entries] == [300, 450]
+
+            await wait_for(status_written, what="status in Kubernetes")
+            await wait_for(
+                lambda: acct.metric("arks_accountant_status_writes_total", outcome="written") >= 1,
+                what="the write counted",
+            )
+        status = api.get("arks.ai/v1", "arksquotas", NS, NAME)["status"]
+    assert Decimal(status["budgetStatus"]["spent"]) == Decimal("0.0012")
+    assert status["conditions"] == [{"type": "Ready", "status": "True"}]

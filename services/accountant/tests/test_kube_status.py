@@ -17,12 +17,12 @@ from arks_accountant.testing import (
     publish_usage,
     put_spec,
     running_accountant,
+    status_quota,
     wait_for,
 )
-from arks_common import events, ledger
 from arks_common.errors import RetryableError
 from arks_common.settings import KubernetesSettings
-from arks_common.testing.builders import make_quota_spec, make_usage_event
+from arks_common.testing.builders import make_usage_event
 from arks_common.testing.kubeapi import FakeKubeApi, serve
 
 NS, NAME = "default", "basic-quota"
@@ -30,18 +30,9 @@ AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
 def arks_quota() -> dict:
-    return {
-        "apiVersion": "arks.ai/v1",
-        "kind": "ArksQuota",
-        "metadata": {"name": NAME, "namespace": NS},
-        "spec": {
-            "quotas": [{"type": "prompt", "value": 1000}, {"type": "total", "value": 5000}],
-            "budget": {"limit": "10"},
-            "prices": [{"endpoint": "qwen-7b", "prompt": "2", "completion": "4"}],
-        },
-        # written by the reconciler: the accountant must keep it
-        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
-    }
+    obj, _ = status_quota()
+    # written by the reconciler: the accountant must keep it
+    return {**obj, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
 
 
 def report(prompt: int = 10, total: int = 30, name: str = NAME) -> QuotaStatusReport:
@@ -116,14 +107,7 @@ async def test_conflicts_are_retried_and_failures_are_retryable_with_the_fix(kub
 async def test_the_service_writes_usage_into_kubernetes(bus, redis, nats_server, valkey_server):
     """ARKS_STATUS__WRITER=kubernetes: the accountant builds its client from settings and
     keeps ArksQuota.status current as usage is applied."""
-    spec = make_quota_spec(
-        limits=[
-            events.QuotaLimit(type="prompt", value=1000),
-            events.QuotaLimit(type="total", value=5000),
-        ],
-        budget_nanos=10 * ledger.NANOS_PER_UNIT,
-        prices=[events.EndpointPrice(endpoint="qwen-7b", prompt=Decimal(2), completion=Decimal(4))],
-    )
+    _, spec = status_quota()
     await put_spec(bus, spec)
     async with serve() as (api, url):
         api.create(arks_quota())

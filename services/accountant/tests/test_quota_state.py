@@ -14,6 +14,7 @@ from arks_accountant.testing import (
     publish_usage,
     put_spec,
     running_accountant,
+    status_quota,
     used,
     wait_for,
 )
@@ -153,26 +154,8 @@ async def test_daily_period_reset(bus, redis, nats_server, valkey_server):
 
 async def test_status_written_to_the_local_store(bus, redis, nats_server, valkey_server):
     store = ResourceStore(bus)
-    await store.create(
-        {
-            "apiVersion": "arks.ai/v1",
-            "kind": "ArksQuota",
-            "metadata": {"name": "basic-quota", "namespace": "default"},
-            "spec": {
-                "quotas": [{"type": "prompt", "value": 1000}, {"type": "total", "value": 5000}],
-                "budget": {"limit": "10"},
-                "prices": [{"endpoint": "qwen-7b", "prompt": "2", "completion": "4"}],
-            },
-        }
-    )
-    spec = make_quota_spec(
-        limits=[
-            events.QuotaLimit(type="prompt", value=1000),
-            events.QuotaLimit(type="total", value=5000),
-        ],
-        budget_nanos=10 * ledger.NANOS_PER_UNIT,
-        prices=[events.EndpointPrice(endpoint="qwen-7b", prompt=Decimal(2), completion=Decimal(4))],
-    )
+    obj, spec = status_quota()
+    await store.create(obj)
     await put_spec(bus, spec)
     settings = make_settings(nats_server.url, valkey_server.url)
     async with running_accountant(settings, status_writer=LocalStatusWriter(store)):

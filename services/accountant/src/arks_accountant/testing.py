@@ -8,6 +8,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 import redis.asyncio as aioredis
 from nats.js.api import AckPolicy, ConsumerConfig
@@ -35,6 +37,7 @@ from arks_common.settings import (
     RedisSettings,
     ShutdownSettings,
 )
+from arks_common.testing.builders import make_quota_spec
 
 
 def make_settings(nats_url: str, redis_url: str, **overrides: object) -> AccountantSettings:
@@ -237,3 +240,27 @@ async def fetch_unacked(bus: Bus, settings: AccountantSettings, count: int) -> l
 async def stream_messages(bus: Bus, stream: str) -> int:
     info = await bus.js.stream_info(stream)
     return int(info.state.messages)
+
+
+def status_quota() -> tuple[dict[str, Any], events.QuotaSpec]:
+    """An ArksQuota `default/basic-quota` (prompt and total limits, a 10 USD budget, prices
+    for qwen-7b) and the QuotaSpec the reconciler publishes for it: for status tests."""
+    obj: dict[str, Any] = {
+        "apiVersion": "arks.ai/v1",
+        "kind": "ArksQuota",
+        "metadata": {"name": "basic-quota", "namespace": "default"},
+        "spec": {
+            "quotas": [{"type": "prompt", "value": 1000}, {"type": "total", "value": 5000}],
+            "budget": {"limit": "10"},
+            "prices": [{"endpoint": "qwen-7b", "prompt": "2", "completion": "4"}],
+        },
+    }
+    spec = make_quota_spec(
+        limits=[
+            events.QuotaLimit(type="prompt", value=1000),
+            events.QuotaLimit(type="total", value=5000),
+        ],
+        budget_nanos=10 * ledger.NANOS_PER_UNIT,
+        prices=[events.EndpointPrice(endpoint="qwen-7b", prompt=Decimal(2), completion=Decimal(4))],
+    )
+    return obj, spec

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from arks_common import subjects
 from arks_common.testing.builders import make_usage_event
+from arks_router.journaling import Journal
 from arks_router.metrics import RouterMetrics
 from arks_router.publishing import UsagePublisher
 from arks_router.settings import UsageSettings
@@ -82,3 +83,54 @@ async def test_replay_after_a_crash_mid_replay_publishes_each_event_once(tmp_pat
         msg = await bus.js.get_msg(subjects.USAGE_STREAM, seq)
         ids.append(msg.headers["Nats-Msg-Id"])
     assert ids == [e.id for e in events] + [live.id]
+
+
+# ----------------------------------------------------------------------------- journal
+def test_journal_keeps_only_what_is_outstanding(tmp_path):
+    journal = Journal(tmp_path, rotate_seconds=3600)
+    assert journal.open(0) == []
+    a = journal.write(SUBJECT, b'{"a":1}')
+    b = journal.write(SUBJECT, b'{"b":2}')
+    assert a == b
+    segment = tmp_path / f"usage-0.journal-{a}"
+    assert segment.read_bytes().count(b"\n") == 2
+    journal.done(a)
+    assert segment.read_bytes().count(b"\n") == 2  # one still outstanding
+    journal.done(b)
+    assert segment.read_bytes() == b""  # nothing outstanding: emptied, not rotated
+    journal.write(SUBJECT, b'{"c":3}')
+    assert segment.read_bytes() == SUBJECT.encode() + b' {"c":3}\n'
+    journal.close()
+    assert segment.exists()  # {"c":3} was never resolved: a crash now keeps it
+
+
+def test_journal_rotates_and_deletes_resolved_segments(tmp_path):
+    journal = Journal(tmp_path, rotate_seconds=0.0)
+    journal.open(0)
+    first = journal.write(SUBJECT, b'{"a":1}')
+    second = journal.write(SUBJECT, b'{"b":2}')  # rotation before every write here
+    assert first != second
+    assert len(list(tmp_path.glob("usage-0.journal-*"))) == 2
+    journal.done(first)
+    assert [p.name for p in tmp_path.glob("usage-0.journal-*")] == [f"usage-0.journal-{second}"]
+    journal.done(second)
+    journal.close()
+    assert list(tmp_path.glob("usage-0.journal-*")) == []
+
+
+def test_a_dead_process_journal_is_handed_to_the_next_owner_of_the_slot(tmp_path):
+    dead = Journal(tmp_path, rotate_seconds=0.0)
+    dead.open(3)
+    dead.write(SUBJECT, b'{"a":1}')
+    dead.write(SUBJECT, b'{"b":2}')
+    with (tmp_path / "usage-3.journal-2").open("ab") as raw:
+        raw.write(b'arks.usage.default.q {"torn')  # killed in the middle of a write
+    # (no close: the process was killed)
+    other_slot = Journal(tmp_path)
+    assert other_slot.open(4) == []
+    heir = Journal(tmp_path)
+    assert heir.open(3) == [(SUBJECT, b'{"a":1}'), (SUBJECT, b'{"b":2}')]
+    heir.discard_leftovers()
+    assert list(tmp_path.glob("usage-3.journal-*")) == []
+    segment = heir.write(SUBJECT, b'{"c":3}')
+    assert segment == 3  # numbered after the leftovers

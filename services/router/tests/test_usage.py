@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import signal
 
 import httpx
 
@@ -137,3 +138,35 @@ async def test_windows_settle_to_engine_usage_and_reservations_match_the_ledger(
     index = await redis.zrange(ledger.reservation_index_key("default", "q"), 0, -1)
     assert sorted(i.decode() for i in index) == sorted(e.id for e in events)
     assert subjects.usage_subject("default", "m").endswith(".default.m")
+
+
+async def test_usage_in_memory_survives_a_sigkill(sims, routers, state, usage, nats_server):
+    """NATS stalls (acks do not come), answered requests' usage waits in the router's
+    memory, the router is killed with SIGKILL: the next router on the slot replays it
+    from the journal, each event once."""
+    url = await sims.start("m")
+    await state.route("m", [url])
+    await state.token(TOKEN, ["m"], rpm=1000)
+    first = await routers.spawn(ARKS_USAGE__PUBLISH_TIMEOUT="60")
+    assert first.proc is not None
+    nats_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
+            answers = [
+                await http.post(
+                    "/v1/chat/completions", json=chat(2, stream=i % 2 == 1), headers=AUTH
+                )
+                for i in range(5)
+            ]
+        assert all(a.status_code == 200 for a in answers)
+        first.proc.kill()
+        await first.proc.wait()
+    finally:
+        nats_server.proc.send_signal(signal.SIGCONT)
+    journals = list((routers.workdir / "spool").glob("usage-*.journal-*"))
+    assert journals  # the dead process left its journal
+    await routers.spawn()
+    events = await usage.wait(5, within=20)
+    assert sorted(e.id for e in events) == sorted(a.headers["x-request-id"] for a in answers)
+    await asyncio.sleep(1.0)
+    assert len(await usage.all()) == 5  # nothing twice

@@ -107,6 +107,12 @@ class RouterMetrics:
             "Usage events written to the local spool because NATS was unavailable.",
             registry=registry,
         )
+        self.usage_unjournaled = Counter(
+            "arks_router_usage_unjournaled",
+            "Usage events that could not be written to the journal (disk full, read-only): "
+            "a crash before they are published would lose them.",
+            registry=registry,
+        )
         self.spool_pending = Gauge(
             "arks_router_usage_spool_pending_bytes",
             "Bytes of spooled usage events not yet replayed.",

@@ -9,10 +9,11 @@ replayed in order, oldest first, advancing its cursor only over acknowledged rec
 what was published twice (an ack lost, a crash before the cursor moved) is dropped by
 the stream's duplicate window and, beyond it, by the accountant's per-request marker.
 
-At shutdown `close()` publishes what is left within a deadline and spools the rest;
-a spool left by a previous process is replayed after the next start. What a SIGKILL
-loses is only what sat in memory for the last milliseconds; the reservations of
-those requests are swept by the accountant (ledger step 4).
+Every event is journaled (`arks_router.journaling`) before it waits in memory, and its
+journal record is dropped once it is acked or spooled: a process killed with events in
+memory leaves them in its slot's journal, and the next process to take the slot spools
+and replays them. At shutdown `close()` publishes what is left within a deadline and
+spools the rest; a spool left by a previous process is replayed after the next start.
 """
 
 from __future__ import annotations
@@ -26,21 +27,29 @@ import time
 from arks_common.errors import RetryableError
 from arks_common.events import UsageRecorded
 from arks_common.messaging import Bus
+from arks_router.journaling import Journal
 from arks_router.metrics import RouterMetrics
 from arks_router.settings import UsageSettings
 from arks_router.spooling import Spool, SpoolRecord
 
 log = logging.getLogger(__name__)
 
-Pending = tuple[str, UsageRecorded]
+Pending = tuple[str, UsageRecorded, int | None]
+"""(subject, event, journal segment)"""
 
 
 class UsagePublisher:
     def __init__(
-        self, bus: Bus, spool: Spool, settings: UsageSettings, metrics: RouterMetrics
+        self,
+        bus: Bus,
+        spool: Spool,
+        settings: UsageSettings,
+        metrics: RouterMetrics,
+        journal: Journal | None = None,
     ) -> None:
         self._bus = bus
         self._spool = spool
+        self._journal = journal or Journal(spool.directory)
         self._settings = settings
         self._metrics = metrics
         self._pending: collections.deque[Pending] = collections.deque()
@@ -48,7 +57,10 @@ class UsagePublisher:
 
     # ------------------------------------------------------------------ producers
     def record(self, subject: str, event: UsageRecorded) -> None:
-        self._pending.append((subject, event))
+        segment = self._journal.write(subject, event.to_bytes())
+        if segment is None:
+            self._metrics.usage_unjournaled.inc()
+        self._pending.append((subject, event, segment))
         self._wakeup.set()
 
     @property
@@ -58,6 +70,13 @@ class UsagePublisher:
     # ------------------------------------------------------------------ the task
     async def open(self) -> None:
         await asyncio.to_thread(self._spool.open)
+        assert self._spool.slot is not None
+        left = await asyncio.to_thread(self._journal.open, self._spool.slot)
+        if left:
+            # a process of this slot died with events in memory: replay them from the spool
+            await asyncio.to_thread(self._spool.append, left)
+            self._metrics.usage_spooled.inc(len(left))
+        await asyncio.to_thread(self._journal.discard_leftovers)
         self._metrics.spool_pending.set(self._spool.pending_bytes)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -87,6 +106,7 @@ class UsagePublisher:
                 break
         if self._pending:
             await self._spill(len(self._pending))
+        self._journal.close()
         await asyncio.to_thread(self._spool.close)
 
     # ------------------------------------------------------------------ internals
@@ -108,9 +128,14 @@ class UsagePublisher:
     async def _publish_batch(self) -> bool:
         """Publish one batch; failed events go to the spool. True when all were acked."""
         batch = self._take(self._settings.batch_size)
-        results = await asyncio.gather(*(self._publish(subject, event) for subject, event in batch))
+        results = await asyncio.gather(
+            *(self._publish(subject, event) for subject, event, _ in batch)
+        )
         failed = [item for item, ok in zip(batch, results, strict=True) if not ok]
         self._metrics.usage_published.labels("live").inc(len(batch) - len(failed))
+        for (_, _, segment), ok in zip(batch, results, strict=True):
+            if ok:
+                self._journal.done(segment)
         if failed:
             await self._write_spool(failed)
             return False
@@ -130,8 +155,10 @@ class UsagePublisher:
     async def _write_spool(self, items: list[Pending]) -> None:
         if not items:
             return
-        records = [(subject, event.to_bytes()) for subject, event in items]
+        records = [(subject, event.to_bytes()) for subject, event, _ in items]
         await asyncio.to_thread(self._spool.append, records)
+        for _, _, segment in items:
+            self._journal.done(segment)
         self._metrics.usage_spooled.inc(len(records))
         self._metrics.spool_pending.set(self._spool.pending_bytes)
 

@@ -12,6 +12,7 @@ import textwrap
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 
 from arks_common import runtime
 from arks_common.settings import ServiceSettings
@@ -106,3 +107,38 @@ def test_sigterm_stops_a_service_process_cleanly(tmp_path) -> None:
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0
     assert b"closed" in out
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [("PermanentError('no such thing: set X')", 78), ("RetryableError('nats is away')", 75)],
+)
+def test_a_service_stopped_by_our_error_says_why_and_which_kind(tmp_path, error, status):
+    script = tmp_path / "svc.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import contextlib
+            from arks_common import runtime
+            from arks_common.errors import PermanentError, RetryableError
+            from arks_common.settings import ServiceSettings
+
+            @contextlib.asynccontextmanager
+            async def lifespan(service):
+                raise {error}
+                yield None
+
+            runtime.run_service("svc", ServiceSettings(), lifespan)
+            """
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "ARKS_TELEMETRY__LOG_JSON": "false"},
+        check=False,
+    )
+    assert proc.returncode == status
+    assert b"svc stopped:" in proc.stderr
+    assert b"Traceback" not in proc.stderr

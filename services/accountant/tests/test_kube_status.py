@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+import yaml
 from kubernetes_asyncio import client
 
-from arks_accountant.kube_status import KubernetesStatusWriter
+from arks_accountant.kube_status import KubernetesStatusWriter, api_client
 from arks_accountant.status import QuotaStatusReport
 from arks_accountant.testing import (
     make_settings,
@@ -20,7 +21,7 @@ from arks_accountant.testing import (
     status_quota,
     wait_for,
 )
-from arks_common.errors import RetryableError
+from arks_common.errors import PermanentError, RetryableError
 from arks_common.settings import KubernetesSettings
 from arks_common.testing.builders import make_usage_event
 from arks_common.testing.kubeapi import FakeKubeApi, serve
@@ -135,3 +136,30 @@ async def test_the_service_writes_usage_into_kubernetes(bus, redis, nats_server,
         status = api.get("arks.ai/v1", "arksquotas", NS, NAME)["status"]
     assert Decimal(status["budgetStatus"]["spent"]) == Decimal("0.0012")
     assert status["conditions"] == [{"type": "Ready", "status": "True"}]
+
+
+async def test_a_kubeconfig_is_used_and_a_missing_one_is_a_clear_error(tmp_path):
+    with pytest.raises(PermanentError, match="ARKS_KUBERNETES__KUBECONFIG"):
+        await api_client(KubernetesSettings(kubeconfig=str(tmp_path / "missing")))
+    async with serve() as (api, url):
+        api.create(arks_quota())
+        kubeconfig = tmp_path / "config"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "fake", "cluster": {"server": url}}],
+                    "users": [{"name": "arks", "user": {"token": "t"}}],
+                    "contexts": [
+                        {"name": "other", "context": {"cluster": "nowhere", "user": "arks"}},
+                        {"name": "fake", "context": {"cluster": "fake", "user": "arks"}},
+                    ],
+                    "current-context": "other",
+                }
+            )
+        )
+        settings = KubernetesSettings(kubeconfig=str(kubeconfig), context="fake")
+        async with await api_client(settings) as api_client_:
+            assert await KubernetesStatusWriter(api_client_).write_quota_status(report())
+    assert api.get("arks.ai/v1", "arksquotas", NS, NAME)["status"]["quotaStatus"]

@@ -38,6 +38,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from arks_common import telemetry
+from arks_common.errors import ArksError
 from arks_common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -214,8 +215,20 @@ async def _drain(service: Service, deadline: float) -> None:
         await asyncio.wait(still)
 
 
+EXIT_RETRYABLE = 75
+"""A RetryableError stopped the service (EX_TEMPFAIL): starting again later may work."""
+EXIT_PERMANENT = 78
+"""A PermanentError stopped the service (EX_CONFIG): its configuration must change."""
+
+
 def run_service(name: str, settings: ServiceSettings, lifespan: Lifespan) -> None:
-    """Configure logging and tracing, then run the service on uvloop when available."""
+    """Configure logging and tracing, then run the service on uvloop when available.
+
+    A service that stops on one of our errors (a dependency unreachable past its
+    deadline, a configuration that cannot work) logs its message, without a traceback,
+    and exits with EXIT_RETRYABLE or EXIT_PERMANENT, so a supervisor and an operator
+    can tell which it is; anything else propagates as a crash.
+    """
     telemetry.configure_logging(name, settings.telemetry)
     telemetry.configure_tracing(name, settings.telemetry)
     try:
@@ -224,7 +237,30 @@ def run_service(name: str, settings: ServiceSettings, lifespan: Lifespan) -> Non
         runner: Callable[[Coroutine[Any, Any, None]], None] = uvloop.run
     except ImportError:
         runner = asyncio.run
-    runner(serve(name, settings, lifespan))
+    try:
+        runner(serve(name, settings, lifespan))
+    except (ArksError, ExceptionGroup) as exc:
+        error = _only_arks_error(exc)
+        if error is None:
+            raise
+        log.critical(
+            "%s stopped: %s (%s)",
+            name,
+            error.message,
+            "it may start later" if error.retryable else "change the configuration",
+        )
+        raise SystemExit(EXIT_RETRYABLE if error.retryable else EXIT_PERMANENT) from None
+
+
+def _only_arks_error(exc: BaseException) -> ArksError | None:
+    """The (first) ArksError when `exc` is one, or a group of nothing else."""
+    if isinstance(exc, ArksError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        found = [_only_arks_error(e) for e in exc.exceptions]
+        if found and all(e is not None for e in found):
+            return found[0]
+    return None
 
 
 @contextlib.asynccontextmanager

@@ -33,6 +33,8 @@ import re
 import time
 from pathlib import Path
 
+from arks_router.spooling import decode_record, encode_record
+
 log = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"^usage-(?P<slot>\d+)\.journal-(?P<k>\d+)$")
@@ -110,7 +112,7 @@ class Journal:
         ) and not self._rotate(now):
             return None
         assert self._fd is not None
-        line = subject.encode() + b" " + data.replace(b"\n", b" ") + b"\n"
+        line = encode_record(subject, data)
         try:
             view = memoryview(line)
             while view:
@@ -183,9 +185,5 @@ def _read_records(path: Path) -> list[tuple[str, bytes]]:
         raw = path.read_bytes()
     except FileNotFoundError:
         return []
-    records: list[tuple[str, bytes]] = []
-    for line in raw.split(b"\n")[:-1]:  # the last piece is empty or a torn record
-        subject, _, data = line.partition(b" ")
-        if subject and data:
-            records.append((subject.decode(errors="replace"), data))
-    return records
+    # the last piece is empty, or a record torn by the kill
+    return [r for line in raw.split(b"\n")[:-1] if (r := decode_record(line)) is not None]

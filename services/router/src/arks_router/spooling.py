@@ -45,6 +45,19 @@ class SpoolRecord:
     """Offset just past this record: the cursor once it is acknowledged."""
 
 
+def encode_record(subject: str, data: bytes) -> bytes:
+    """One record line, `<subject> <event JSON>\n` (the spool's and the journal's format)."""
+    return subject.encode() + b" " + data.replace(b"\n", b" ") + b"\n"
+
+
+def decode_record(line: bytes) -> tuple[str, bytes] | None:
+    """(subject, event JSON) of a record line, None if it is malformed."""
+    subject, _, data = line.rstrip(b"\n").partition(b" ")
+    if not subject or not data:
+        return None
+    return subject.decode(errors="replace"), data
+
+
 class Spool:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -101,9 +114,7 @@ class Spool:
     def append(self, records: list[tuple[str, bytes]]) -> None:
         """Append and fsync; the records are durable when this returns."""
         file = self._require()
-        payload = b"".join(
-            subject.encode() + b" " + data.replace(b"\n", b" ") + b"\n" for subject, data in records
-        )
+        payload = b"".join(encode_record(subject, data) for subject, data in records)
         file.seek(0, os.SEEK_END)
         file.write(payload)
         file.flush()
@@ -122,11 +133,11 @@ class Spool:
             if not line:
                 break
             offset += len(line)
-            subject, _, data = line.rstrip(b"\n").partition(b" ")
-            if not subject or not data:
+            record = decode_record(line)
+            if record is None:
                 log.error("skipping a malformed spool record at offset %d", offset - len(line))
                 continue
-            records.append(SpoolRecord(subject.decode(), data, offset))
+            records.append(SpoolRecord(record[0], record[1], offset))
         if not records and offset > self._cursor:
             self.advance(offset)  # only malformed records were left
         return records

@@ -322,13 +322,17 @@ class Bus:
         *,
         headers: dict[str, str] | None = None,
         ack_timeout: float | None = None,
+        payload: bytes | None = None,
     ) -> PubAck:
-        """Publish to JetStream and wait for the stream's ack (dedup by message id)."""
+        """Publish to JetStream and wait for the stream's ack (dedup by message id).
+
+        `payload`: `message.to_bytes()` when the caller has it already (not encoded again).
+        """
         all_headers = {**message.headers(), **telemetry.inject_trace_headers(), **(headers or {})}
         try:
             return await self.js.publish(
                 subject,
-                message.to_bytes(),
+                message.to_bytes() if payload is None else payload,
                 headers=all_headers,
                 timeout=ack_timeout or self.settings.request_timeout,
             )

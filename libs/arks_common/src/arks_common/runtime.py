@@ -143,6 +143,8 @@ async def serve(name: str, settings: ServiceSettings, lifespan: Lifespan) -> Non
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
+        # Not every loop can take signal handlers (outside the main thread: RuntimeError;
+        # loops without them: NotImplementedError); such a service stops through `stop`.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     try:

@@ -456,15 +456,16 @@ class Accountant:
                 held.setdefault(p.account.ledger_key, {})[p.event.id] = markers[p.account][
                     p.event.id
                 ]
+        seq_of = {a.ledger_key: seq for a, seq in seqs.items()}
         batch = _Unconfirmed(
             {a.ledger_key: dict(m) for a, m in markers.items() if recorded[a]},
-            {a.ledger_key: seqs[a] for a in markers if recorded[a]},
+            {a.ledger_key: seq_of[a.ledger_key] for a in markers if recorded[a]},
             acked=True,
         )
         lane.unconfirmed.append(batch)
         lane.latest.append(batch)
         if held:
-            held_seqs = {k: max(seqs[a] for a in markers if a.ledger_key == k) for k in held}
+            held_seqs = {key: seq_of[key] for key in held}
             lane.unconfirmed.append(_Unconfirmed(held, held_seqs, acked=False))
         return out
 

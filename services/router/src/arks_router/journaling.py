@@ -92,12 +92,7 @@ class Journal:
 
     def close(self) -> None:
         """Close the current segment; delete it if nothing in it is outstanding."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-            if not self._outstanding.get(self._current):
-                self._unlink(self._current)
-                self._outstanding.pop(self._current, None)
+        self._close_current()
 
     # ------------------------------------------------------------------ events
     def write(self, subject: str, data: bytes) -> int | None:
@@ -144,13 +139,16 @@ class Journal:
                 self._failed(exc)
 
     # ------------------------------------------------------------------ internals
-    def _rotate(self, now: float) -> bool:
+    def _close_current(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
             if not self._outstanding.get(self._current):
                 self._outstanding.pop(self._current, None)
                 self._unlink(self._current)
+
+    def _rotate(self, now: float) -> bool:
+        self._close_current()
         self._current += 1
         path = self._path(self._current)
         try:

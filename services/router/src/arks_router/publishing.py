@@ -34,8 +34,8 @@ from arks_router.spooling import Spool, SpoolRecord
 
 log = logging.getLogger(__name__)
 
-Pending = tuple[str, UsageRecorded, int | None]
-"""(subject, event, journal segment)"""
+Pending = tuple[str, UsageRecorded, bytes, int | None]
+"""(subject, event, its encoding, journal segment)"""
 
 
 class UsagePublisher:
@@ -57,10 +57,11 @@ class UsagePublisher:
 
     # ------------------------------------------------------------------ producers
     def record(self, subject: str, event: UsageRecorded) -> None:
-        segment = self._journal.write(subject, event.to_bytes())
+        data = event.to_bytes()
+        segment = self._journal.write(subject, data)
         if segment is None:
             self._metrics.usage_unjournaled.inc()
-        self._pending.append((subject, event, segment))
+        self._pending.append((subject, event, data, segment))
         self._wakeup.set()
 
     @property
@@ -129,11 +130,11 @@ class UsagePublisher:
         """Publish one batch; failed events go to the spool. True when all were acked."""
         batch = self._take(self._settings.batch_size)
         results = await asyncio.gather(
-            *(self._publish(subject, event) for subject, event, _ in batch)
+            *(self._publish(subject, event, data) for subject, event, data, _ in batch)
         )
         failed = [item for item, ok in zip(batch, results, strict=True) if not ok]
         self._metrics.usage_published.labels("live").inc(len(batch) - len(failed))
-        for (_, _, segment), ok in zip(batch, results, strict=True):
+        for (_, _, _, segment), ok in zip(batch, results, strict=True):
             if ok:
                 self._journal.done(segment)
         if failed:
@@ -141,9 +142,11 @@ class UsagePublisher:
             return False
         return True
 
-    async def _publish(self, subject: str, event: UsageRecorded) -> bool:
+    async def _publish(self, subject: str, event: UsageRecorded, data: bytes) -> bool:
         try:
-            await self._bus.publish(subject, event, ack_timeout=self._settings.publish_timeout)
+            await self._bus.publish(
+                subject, event, ack_timeout=self._settings.publish_timeout, payload=data
+            )
         except RetryableError as exc:
             log.warning("usage event %s not acknowledged (%s): spooling", event.id, exc)
             return False
@@ -155,9 +158,9 @@ class UsagePublisher:
     async def _write_spool(self, items: list[Pending]) -> None:
         if not items:
             return
-        records = [(subject, event.to_bytes()) for subject, event, _ in items]
+        records = [(subject, data) for subject, _, data, _ in items]
         await asyncio.to_thread(self._spool.append, records)
-        for _, _, segment in items:
+        for _, _, _, segment in items:
             self._journal.done(segment)
         self._metrics.usage_spooled.inc(len(records))
         self._metrics.spool_pending.set(self._spool.pending_bytes)
@@ -186,7 +189,7 @@ class UsagePublisher:
             # It can never be published; keeping it would block the spool forever.
             log.error("dropping an undecodable spooled usage record: %s", exc)
             return True
-        return await self._publish(record.subject, event)
+        return await self._publish(record.subject, event, record.data)
 
     async def _replay_batch(self, records: list[SpoolRecord]) -> list[SpoolRecord]:
         """The acknowledged prefix of `records`."""

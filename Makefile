@@ -36,8 +36,15 @@ bench: sync ## Run the benchmarks; figures go to bench/results/
 
 ##@ Develop
 .PHONY: test
-test: sync ## Run the whole test suite against real NATS and Valkey
-	$(RUN) pytest $(PYTEST_ARGS)
+test: sync ## Run the whole test suite against real NATS and Valkey (needs nothing beside the clone)
+	$(RUN) pytest -m "not conformance" $(PYTEST_ARGS)
+
+SHARED_DIR := $(or $(ARKS_SHARED_DIR),../shared)
+
+.PHONY: conformance
+conformance: sync ## Compare against the reference material in ../shared (upstream CRDs, spec, OpenAI API)
+	@test -d "$(SHARED_DIR)" || { echo "make conformance: $(SHARED_DIR) is missing: put the shared reference material beside the clone or set ARKS_SHARED_DIR" >&2; exit 2; }
+	ARKS_SHARED_DIR="$(abspath $(SHARED_DIR))" $(RUN) pytest -m conformance $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: sync ## ruff (format check + lint), mypy --strict, import-linter, CRD drift

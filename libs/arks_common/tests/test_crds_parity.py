@@ -3,7 +3,8 @@ pass-through subtree), upstream enums/defaults/bounds are kept, names and printe
 are a superset, and every upstream and spec example validates against our schemas, before
 and after API-server-style defaulting, meaning the same to the models either way.
 
-Upstream material comes from `<repo>/../shared`; its absence fails, never skips.
+Upstream material comes from `<repo>/../shared` (`arks_common.testing.reference`): these
+are conformance tests (`make conformance`), which fail, never skip, when it is missing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import copy
 import functools
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -21,10 +21,11 @@ import yaml
 
 from arks_common import crds
 from arks_common.resources import KIND_INFO, dump_resource, parse_resource
+from arks_common.testing.reference import shared_path
 
-REPO = Path(__file__).resolve().parents[3]
-SHARED = REPO.parent / "shared"
-UPSTREAM = SHARED / "upstream" / "arks"
+pytestmark = pytest.mark.conformance
+
+UPSTREAM = ("upstream", "arks")
 # A stale, unused older schema that upstream still ships (misspelled plural).
 STALE_UPSTREAM = "crd-arks.ai_arksdisaggregatedappications.yaml"
 # Bounds we relax on purpose (documented in docs/resources.md): minItems of quota lists
@@ -33,22 +34,13 @@ RELAXED = {("ArksQuota", ".spec.quotas", "minItems")}
 KEPT = ("enum", "default", "minimum", "maximum", "maxItems", "minItems", "maxLength", "pattern")
 
 
-def require_shared(path: Path) -> Path:
-    if not path.exists():
-        pytest.fail(
-            f"{path} is missing: the shared reference material must sit beside the clone "
-            f"(expected {SHARED})"
-        )
-    return path
-
-
 # libyaml when present: the upstream CRDs are 46k lines.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @functools.cache
 def _load_upstream() -> tuple[dict[str, Any], ...]:
-    files = sorted(require_shared(UPSTREAM).glob("crd-arks.ai_*.yaml"))
+    files = sorted(shared_path(*UPSTREAM).glob("crd-arks.ai_*.yaml"))
     return tuple(
         yaml.load(f.read_text(), Loader=_Loader) for f in files if f.name != STALE_UPSTREAM
     )
@@ -163,8 +155,8 @@ def test_gateway_api_cel_rules_are_upstream_verbatim() -> None:
 
 
 def examples() -> list[dict[str, Any]]:
-    texts = [require_shared(UPSTREAM / "quickstart.yaml").read_text()]
-    spec_text = require_shared(SHARED / "reference" / "arks-upstream-spec.md").read_text()
+    texts = [shared_path(*UPSTREAM, "quickstart.yaml").read_text()]
+    spec_text = shared_path("reference", "arks-upstream-spec.md").read_text()
     section = spec_text.split("\n## 1.", 1)[1].split("\n## 2.", 1)[0]
     texts += [b for b in re.findall(r"```yaml\n(.*?)```", section, flags=re.S) if "kind:" in b]
     texts.append(DISAGGREGATED)

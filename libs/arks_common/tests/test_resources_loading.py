@@ -1,14 +1,13 @@
 """Loading, defaults, round trips and helpers of arks_common.resources.
 
-Upstream material comes from `<repo>/../shared` (CI puts it beside the clone); its absence
-fails the tests with a message instead of skipping them.
+Tests of upstream material (`<repo>/../shared`, see `arks_common.testing.reference`) are
+marked `conformance`: `make conformance` runs them and fails when the material is missing.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -35,24 +34,12 @@ from arks_common.resources import (
     resolve_kind,
     set_condition,
 )
-
-REPO = Path(__file__).resolve().parents[3]
-SHARED = REPO.parent / "shared"
-
-
-def shared_file(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
-    if not path.is_file():
-        pytest.fail(
-            f"{path} is missing: the shared reference material must sit beside the clone "
-            f"(expected {SHARED})"
-        )
-    return path
+from arks_common.testing.reference import shared_path
 
 
 def spec_section1_examples() -> list[str]:
     """The complete `arks.ai/v1` YAML examples of section 1 of the upstream spec."""
-    text = shared_file("reference", "arks-upstream-spec.md").read_text()
+    text = shared_path("reference", "arks-upstream-spec.md").read_text()
     section = text.split("\n## 1.", 1)[1].split("\n## 2.", 1)[0]
     blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
     return [b for b in blocks if "apiVersion: arks.ai/v1" in b]
@@ -109,14 +96,15 @@ spec:
 
 
 def all_examples_text() -> str:
-    quickstart = shared_file("upstream", "arks", "quickstart.yaml").read_text()
+    quickstart = shared_path("upstream", "arks", "quickstart.yaml").read_text()
     return "\n---\n".join(
         [quickstart, *spec_section1_examples(), DISAGGREGATED_EXAMPLE, MODEL_EXAMPLE]
     )
 
 
+@pytest.mark.conformance
 def test_quickstart_loads_every_document() -> None:
-    resources = load_resources(shared_file("upstream", "arks", "quickstart.yaml").read_text())
+    resources = load_resources(shared_path("upstream", "arks", "quickstart.yaml").read_text())
     assert [r.kind for r in resources] == [
         "ArksModel",
         "ArksApplication",
@@ -152,6 +140,7 @@ def test_quickstart_loads_every_document() -> None:
     assert grant.quota.name == "basic-quota"
 
 
+@pytest.mark.conformance
 def test_spec_section1_examples_load() -> None:
     examples = spec_section1_examples()
     kinds = sorted(r.kind for text in examples for r in load_resources(text))
@@ -176,6 +165,7 @@ spec:
     assert dumped["spec"]["instanceSpec"] == {}
 
 
+@pytest.mark.conformance
 def test_round_trip_is_stable_for_every_example() -> None:
     resources = load_resources(all_examples_text())
     assert len(resources) == 11

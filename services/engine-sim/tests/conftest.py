@@ -7,7 +7,9 @@
 - `spawn_sim(*args)`: the `arks-engine-sim` console script as a subprocess, for
   behaviour that ends the process (crash faults, exit codes, signals).
 - `openai_schemas`: validation of response bodies against OpenAI's published OpenAPI
-  description (`<repo>/../shared/upstream/openai/openapi.yaml`), $refs resolved. Two
+  description (`<repo>/../shared/upstream/openai/openapi.yaml`), $refs resolved; a test
+  that uses it is a conformance test (`make conformance`, see
+  `arks_common.testing.reference`). Two
   adaptations, both documented where they are built: OpenAPI 3.0 `nullable` is
   translated to JSON Schema, and two shapes that the spec states too narrowly get a
   widened copy (`CompletionStreamChunk`: streamed text_completion chunks carry
@@ -39,8 +41,7 @@ from referencing.jsonschema import DRAFT202012
 
 from arks_engine_sim import SimSettings, Simulator
 
-REPO = Path(__file__).resolve().parents[3]
-OPENAPI = REPO.parent / "shared" / "upstream" / "openai" / "openapi.yaml"
+OPENAPI = ("upstream", "openai", "openapi.yaml")
 SIM_SCRIPT = str(Path(sys.executable).parent / "arks-engine-sim")
 
 
@@ -255,7 +256,7 @@ class OpenAISchemas:
 
 
 @pytest.fixture(scope="session")
-def openai_schemas() -> OpenAISchemas:
-    with OPENAPI.open() as handle:
+def openai_schemas(shared_reference: Path) -> OpenAISchemas:
+    with shared_reference.joinpath(*OPENAPI).open() as handle:
         document = yaml.load(handle, Loader=yaml.CSafeLoader)
     return OpenAISchemas(document)

@@ -12,6 +12,9 @@ Fixtures (enabled for the whole repository by the root `conftest.py`, through
   and bucket created; closed after the test.
 - `redis`: a `redis.asyncio.Redis` client on `valkey_server`.
 - an autouse check that fails a test which leaves asyncio tasks running.
+- `shared_reference`: the reference material beside the clone (`../shared`); a test that
+  requests it, even indirectly, is marked `conformance` and runs only in
+  `make conformance` (`arks_common.testing.reference`).
 
 `ARKS_TEST_NATS_URL` / `ARKS_TEST_REDIS_URL` point the fixtures at servers you run
 yourself instead (then restart tests cannot control them and fail with a message).

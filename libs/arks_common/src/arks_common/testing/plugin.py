@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from arks_common import messaging
 from arks_common.embedded import NatsServer, ValkeyServer
 from arks_common.settings import NatsSettings
+from arks_common.testing import reference
 
 
 class ExternalServer:
@@ -27,6 +28,19 @@ class ExternalServer:
         pytest.fail(f"this test restarts its broker, which {self.url} (from the env) cannot do")
 
     start = stop = kill = restart = _refuse
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read the shared reference material are conformance tests."""
+    for item in items:
+        if reference.FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(reference.MARKER)
+
+
+@pytest.fixture(scope="session")
+def shared_reference() -> Path:
+    """The shared reference material (`make conformance`); fails when it is missing."""
+    return reference.shared_path()
 
 
 @pytest.fixture

@@ -203,6 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_flags(usage)
     usage.set_defaults(handler="usage")
 
+    secret = commands.add_parser(
+        "credentials",
+        help="print the password of a NATS or Valkey user of the running stack",
+        description="Print one password from .arks/credentials.json (made by `arks up`), "
+        "e.g. ARKS_NATS__PASSWORD=$(arks credentials nats billing) for a billing subscriber.",
+    )
+    secret.add_argument("broker", choices=("nats", "valkey"))
+    secret.add_argument("user", help="router, reconciler, accountant, model-cache, billing, admin")
+    secret.set_defaults(handler="credentials")
+
     version = commands.add_parser("version", help="print the versions of arks")
     version.set_defaults(handler="version")
     return parser

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import bcrypt
-
 from pydantic import SecretStr
 
 from arks_common import ledger, subjects
@@ -119,7 +118,9 @@ class _Grants:
     def own_stream(self, stream: str) -> _Grants:
         """Create and update (not delete or purge) a stream."""
         self.streams.append(stream)
-        return self.api(f"STREAM.INFO.{stream}", f"STREAM.CREATE.{stream}", f"STREAM.UPDATE.{stream}")
+        return self.api(
+            f"STREAM.INFO.{stream}", f"STREAM.CREATE.{stream}", f"STREAM.UPDATE.{stream}"
+        )
 
     def publish_to(self, *subjects_: str) -> _Grants:
         """Publish (core or JetStream: the ack comes to the user's inbox)."""
@@ -301,16 +302,13 @@ def render_nats_authorization(
     for user, password in passwords.items():
         role = ROLES[user]
         secret = (hashes or {}).get(user) or bcrypt_hash(password)
-        users.append(
-            "    {user: %s, password: %s, permissions: {publish: {allow: %s}, "
-            "subscribe: {allow: %s}}}"
-            % (
-                json.dumps(user),
-                json.dumps(secret),
-                json.dumps(list(role.publish)),
-                json.dumps(list(role.subscribe)),
-            )
-        )
+        permissions = {
+            "publish": {"allow": list(role.publish)},
+            "subscribe": {"allow": list(role.subscribe)},
+        }
+        # JSON is valid nats-server config syntax.
+        entry = {"user": user, "password": secret, "permissions": permissions}
+        users.append("    " + json.dumps(entry))
     return "authorization {\n  users = [\n" + ",\n".join(users) + "\n  ]\n}\n"
 
 
@@ -365,8 +363,13 @@ ROUTER_COMMANDS: Final = (
 def _valkey_roles() -> dict[str, ValkeyRole]:
     router = ValkeyRole(
         ROUTER,
-        ("resetkeys", "resetchannels", "-@all", *(f"+{c}" for c in ROUTER_COMMANDS))
-        + tuple(_router_key_patterns()),
+        (
+            "resetkeys",
+            "resetchannels",
+            "-@all",
+            *(f"+{c}" for c in ROUTER_COMMANDS),
+            *_router_key_patterns(),
+        ),
     )
     accountant = ValkeyRole(
         ACCOUNTANT,
@@ -434,7 +437,7 @@ class Credentials:
             user=user,
             password=SecretStr(self.nats[user]),
             inbox_prefix=inbox_prefix(user),
-            **options,  # type: ignore[arg-type]
+            **options,
         )
 
     def redis_settings(self, user: str, url: str) -> RedisSettings:

@@ -137,9 +137,7 @@ _AUTH_ERRORS = ("authorization violation", "authentication", "user authenticatio
 def auth_refused_message(settings: NatsSettings) -> str:
     """What to tell an operator whose credentials NATS refused."""
     if settings.user is None:
-        return (
-            f"NATS at {settings.url} requires a user: set ARKS_NATS__USER / ARKS_NATS__PASSWORD"
-        )
+        return f"NATS at {settings.url} requires a user: set ARKS_NATS__USER / ARKS_NATS__PASSWORD"
     return (
         f"NATS at {settings.url} refused user {settings.user!r}: "
         "check ARKS_NATS__USER / ARKS_NATS__PASSWORD"
@@ -274,9 +272,7 @@ class Bus:
                 refused.set()
                 log.error("%s", auth_refused_message(settings))
             elif "permissions violation" in text:
-                log.error(
-                    "NATS denied user %r: %s (see docs/security.md)", settings.user, exc
-                )
+                log.error("NATS denied user %r: %s (see docs/security.md)", settings.user, exc)
             else:
                 log.debug("nats error: %s", exc)
 
@@ -351,6 +347,12 @@ class Bus:
         for bucket in BUCKETS:
             if role is None or role.owns_bucket(bucket.bucket):
                 await self.ensure_bucket(bucket)
+
+    async def ensure_own_topology(self, service: str) -> None:
+        """What the service with NATS role `service` (`access.ROUTER`, ...) owns, when
+        it logs in as a user; everything on an anonymous connection, where no service
+        could wait for an owner that holds more rights than it does."""
+        await self.ensure_topology(access.ROLES[service] if self.settings.user else None)
 
     async def ensure_stream(self, config: StreamConfig) -> None:
         assert config.name is not None

@@ -31,8 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from arks_common.events import EndpointGrant
 from arks_common import ledger
+from arks_common.events import EndpointGrant
 from arks_common.ledger import quota_tag
 from arks_router.settings import GovernanceSettings
 

@@ -49,7 +49,7 @@ from nats.js.api import (
 from nats.js.kv import KeyValue
 
 from arks_common import access, subjects, telemetry
-from arks_common.errors import PermanentError, RetryableError
+from arks_common.errors import ArksError, PermanentError, RetryableError
 from arks_common.events import Message
 from arks_common.settings import NatsSettings
 
@@ -279,8 +279,9 @@ class Bus:
         password = settings.password.get_secret_value() if settings.password else None
         # With unlimited reconnect attempts nats-py also retries the *first* connection
         # forever (every reconnect_time_wait), so the deadline is ours to enforce.
+        nc = NATS()
         connecting = asyncio.ensure_future(
-            nats.connect(
+            nc.connect(
                 servers=settings.servers,
                 name=name,
                 user=settings.user,
@@ -303,18 +304,23 @@ class Bus:
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if connecting in done:
-                nc = connecting.result()
+                connecting.result()
             elif watching in done:
                 raise PermanentError(auth_refused_message(settings))
             else:
                 raise RetryableError(f"cannot reach NATS at {settings.url}")
-        except (OSError, nats.errors.Error, TimeoutError) as exc:
+        except (OSError, nats.errors.Error, TimeoutError, ArksError) as exc:
+            for task in (connecting, watching):
+                task.cancel()
+            await asyncio.gather(connecting, watching, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await nc.close()  # the half-open socket of the last attempt
+            if isinstance(exc, ArksError):
+                raise
             raise RetryableError(f"cannot reach NATS at {settings.url}: {exc!r}") from exc
         finally:
-            for task in (connecting, watching):
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(connecting, watching, return_exceptions=True)
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
         bus = cls(nc, settings)
         bus._state = state
         return bus

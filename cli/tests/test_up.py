@@ -27,7 +27,7 @@ from arks_cli.__main__ import main
 from arks_cli.service_catalog import SERVICES, availability
 from arks_cli.stack_state import StackState, read_state
 from arks_cli import credentials
-from arks_common import access, subjects
+from arks_common import access, ledger, subjects
 from arks_common.errors import PermanentError
 from arks_common.messaging import Bus
 from arks_common.settings import NatsSettings
@@ -123,9 +123,7 @@ async def test_up_serves_every_available_service_and_sigterm_leaves_nothing(
     # The brokers take nobody without credentials, and the admin from .arks/.
     with pytest.raises(PermanentError, match="requires a user"):
         await Bus.connect(NatsSettings(url=state.nats_url), name="test")
-    nc = await nats.connect(
-        state.nats_url, user=access.ADMIN, password=secrets.nats[access.ADMIN]
-    )
+    nc = await nats.connect(state.nats_url, user=access.ADMIN, password=secrets.nats[access.ADMIN])
     try:
         kv = await nc.jetstream().key_value(subjects.RESOURCES_BUCKET)
         assert kv is not None
@@ -330,11 +328,43 @@ async def test_up_with_the_quickstart_answers_the_readme_curl_and_stops_its_repl
         everything = _tree(proc.pid)
         names = {p.name() for p in everything}
         assert any(name.startswith("arks-engine-sim") for name in names), names
+        await _assert_usage_is_applied_and_billed(state, root)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 90) == 0
     assert _survivors(everything) == []
+
+
+async def _assert_usage_is_applied_and_billed(state: StackState, root: Path) -> None:
+    """The accountant, as its own user, applied the request and billed it; the billing
+    user reads the record."""
+    secrets = credentials.read(root)
+    assert secrets is not None
+    admin = aioredis.Redis.from_url(
+        state.redis_url, username=access.ADMIN, password=secrets.valkey[access.ADMIN]
+    )
+    key = ledger.usage_key("default", "token", "example-token")
+    try:
+        async with asyncio.timeout(30):
+            # The quickstart's own probes and the test's request: at least one.
+            while int(await admin.hget(key, "requests") or 0) < 1:
+                await asyncio.sleep(0.1)
+    finally:
+        await admin.aclose()
+    billing = await Bus.connect(
+        secrets.nats_settings(access.BILLING, state.nats_url, connect_deadline=10),
+        name="test-billing",
+    )
+    try:
+        sub = await billing.js.pull_subscribe(
+            subjects.BILLING_ALL, durable="test-billing", stream=subjects.BILLING_STREAM
+        )
+        records = await sub.fetch(1, timeout=10)
+        assert b"example-token" in records[0].data
+        await records[0].ack()
+    finally:
+        await billing.close()
 
 
 async def test_up_stops_when_the_wrapper_that_started_it_is_killed(tmp_path: Path) -> None:

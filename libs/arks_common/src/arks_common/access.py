@@ -322,15 +322,16 @@ class ValkeyRole:
 
 
 def _router_key_patterns() -> list[str]:
-    """The governance keys: rate-limit windows (read-write), the quota's applied usage
-    (read only: the accountant writes it), reservations and their index (read-write)."""
+    """The governance keys: rate-limit windows, a quota's applied usage and reservations,
+    the reservation hashes and their index. (A script's declared keys count as written
+    for the ACL, so `used`, which the router only reads, must be read-write too.)"""
     any_ = "*"
-    patterns = [f"%RW~{ledger.RATE_LIMIT_ROOT}{any_}"]
+    patterns = [f"~{ledger.RATE_LIMIT_ROOT}{any_}"]
     for kind in ledger.QuotaKind:
-        patterns.append(f"%R~{ledger.used_key(any_, any_, any_, kind)}")
-        patterns.append(f"%RW~{ledger.reserved_key(any_, any_, any_, kind)}")
-    patterns.append(f"%RW~{ledger.reservation_key(any_, any_, any_)}")
-    patterns.append(f"%RW~{ledger.reservation_index_key(any_, any_)}")
+        patterns.append(f"~{ledger.used_key(any_, any_, any_, kind)}")
+        patterns.append(f"~{ledger.reserved_key(any_, any_, any_, kind)}")
+    patterns.append(f"~{ledger.reservation_key(any_, any_, any_)}")
+    patterns.append(f"~{ledger.reservation_index_key(any_, any_)}")
     return patterns
 
 

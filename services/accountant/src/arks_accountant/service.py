@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator
 
 import nats.errors
@@ -104,7 +103,7 @@ async def consume(
                     spec,
                     accountant.handler(lane),
                     stop,
-                    inbox=f"{settings.nats.inbox_prefix}.{secrets.token_hex(10)}",
+                    inbox=wire.new_inbox(),
                     on_acks_sent=lane.acks_sent,
                     batch_size=accountant.batch_size,
                 )
@@ -128,6 +127,7 @@ def make_lifespan(
             settings.nats.authenticated_servers(),
             name=f"{NAME}-{settings.instance_id}-wire",
             connect_timeout=settings.nats.connect_timeout,
+            inbox_prefix=settings.nats.inbox_prefix,
         )
         try:
             await wire.connect(settings.nats.connect_deadline)

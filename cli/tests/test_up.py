@@ -23,10 +23,10 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from arks_cli import credentials
 from arks_cli.__main__ import main
 from arks_cli.service_catalog import SERVICES, availability
 from arks_cli.stack_state import StackState, read_state
-from arks_cli import credentials
 from arks_common import access, ledger, subjects
 from arks_common.errors import PermanentError
 from arks_common.messaging import Bus
@@ -348,7 +348,7 @@ async def _assert_usage_is_applied_and_billed(state: StackState, root: Path) -> 
     try:
         async with asyncio.timeout(30):
             # The quickstart's own probes and the test's request: at least one.
-            while int(await admin.hget(key, "requests") or 0) < 1:
+            while int(await admin.hget(key, "requests") or 0) < 1:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
     finally:
         await admin.aclose()

@@ -287,10 +287,11 @@ class Bus:
                 user=settings.user,
                 password=password,
                 inbox_prefix=settings.inbox_prefix,
-                connect_timeout=settings.connect_timeout,
+                # nats-py annotates these as int but takes seconds as floats.
+                connect_timeout=settings.connect_timeout,  # type: ignore[arg-type]
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
+                reconnect_time_wait=0.5,  # type: ignore[arg-type]
                 disconnected_cb=on_disconnect,
                 reconnected_cb=on_reconnect,
                 error_cb=on_error,

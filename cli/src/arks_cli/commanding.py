@@ -12,7 +12,10 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from importlib import metadata
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from arks_cli import applying, credentials, describing, getting, usage_reporting
 from arks_cli.connecting import open_bus, open_store, resolve_targets
@@ -20,6 +23,7 @@ from arks_cli.errors import CliError, NotRunningError
 from arks_cli.manifests import read_manifests
 from arks_cli.stack_state import find_state_dir
 from arks_cli.token_creating import TokenRequest, create_token
+from arks_common.access import Credentials
 
 DEFAULT_NAMESPACE = "default"
 PACKAGES = (
@@ -174,13 +178,25 @@ def version(_: argparse.Namespace) -> int:
 
 
 def show_credentials(args: argparse.Namespace) -> int:
+    if args.what == "kubernetes":
+        docs = credentials.kubernetes_secrets(Credentials.generate(), args.namespace)
+        out(yaml.safe_dump_all(docs, sort_keys=False).rstrip("\n"))
+        return 0
+    if args.what == "compose":
+        target = Path(".secrets")
+        secrets = credentials.load_or_create(target, err)
+        for written in credentials.write_compose_secrets(secrets, target):
+            err(f"wrote {written}")
+        return 0
+    if args.user is None:
+        raise CliError(f"arks credentials {args.what} USER: which user?")
     directory = find_state_dir()
     found = credentials.read(directory) if directory is not None else None
     if found is None:
         raise NotRunningError("no .arks/credentials.json here: is `arks up` running?")
-    users = found.nats if args.broker == "nats" else found.valkey
+    users = found.nats if args.what == "nats" else found.valkey
     if args.user not in users:
-        raise CliError(f"no {args.broker} user {args.user!r}; users: {', '.join(users)}")
+        raise CliError(f"no {args.what} user {args.user!r}; users: {', '.join(users)}")
     out(users[args.user])
     return 0
 

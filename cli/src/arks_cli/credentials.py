@@ -8,6 +8,10 @@ service gets only its own user's password in its environment (`service_env`). Th
 other `arks` commands log in as the admin (`admin()`), and a billing subscriber reads
 the `billing` user's password from this file.
 
+For the other ways to run Arks, `kubernetes_secrets()` renders the Secrets that
+`deploy/` refers to (`arks credentials kubernetes | kubectl apply -f -`) and
+`write_compose_secrets()` the files `docker-compose.yml` reads from `.secrets/`.
+
 Failure modes: a file that is not valid JSON or not ours is a CliError naming it (it is
 never overwritten: deleting it generates new credentials, which the brokers take at the
 next `arks up`); a file readable by others is narrowed to 0600 with a warning.
@@ -15,6 +19,7 @@ next `arks up`); a file readable by others is narrowed to 0600 with a warning.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -113,3 +118,69 @@ def service_env(credentials: Credentials, service: str) -> dict[str, str]:
         env[REDIS_USERNAME_ENV] = user
         env[REDIS_PASSWORD_ENV] = credentials.valkey[user]
     return env
+
+
+# ----------------------------------------------------------------------------- deployments
+NATS_AUTH_SECRET = "arks-nats-auth"
+NATS_AUTH_KEY = "auth.conf"
+VALKEY_ACL_SECRET = "arks-valkey-acl"
+VALKEY_ACL_KEY = "users.acl"
+NATS_PASSWORD_KEY = "nats-password"
+REDIS_PASSWORD_KEY = "redis-password"
+
+
+def credentials_secret(user: str) -> str:
+    """The Secret (Kubernetes) / env file (compose) holding one user's passwords."""
+    return f"arks-{user}-credentials"
+
+
+def _secret(name: str, namespace: str, data: dict[str, str]) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "arks"},
+        },
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+def kubernetes_secrets(
+    secrets: Credentials, namespace: str = "arks-system"
+) -> list[dict[str, object]]:
+    """The Secrets `deploy/` refers to: the brokers' auth files (hashes only) and, per
+    user, its passwords (`nats-password`, and `redis-password` for Valkey users)."""
+    docs = [
+        _secret(NATS_AUTH_SECRET, namespace, {NATS_AUTH_KEY: secrets.nats_authorization()}),
+        _secret(VALKEY_ACL_SECRET, namespace, {VALKEY_ACL_KEY: secrets.valkey_auth().acl}),
+    ]
+    for user, password in secrets.nats.items():
+        data = {NATS_PASSWORD_KEY: password}
+        if user in secrets.valkey:
+            data[REDIS_PASSWORD_KEY] = secrets.valkey[user]
+        docs.append(_secret(credentials_secret(user), namespace, data))
+    return docs
+
+
+def write_compose_secrets(secrets: Credentials, directory: Path) -> list[Path]:
+    """The files docker-compose.yml reads: `nats-auth.conf`, `valkey-users.acl` and one
+    `<user>.env` per user with its credential variables, all 0600."""
+    written = [directory / "nats-auth.conf", directory / "valkey-users.acl"]
+    write_private(written[0], secrets.nats_authorization())
+    write_private(written[1], secrets.valkey_auth().acl)
+    for user in secrets.nats:
+        env = {
+            NATS_USER_ENV: user,
+            NATS_PASSWORD_ENV: secrets.nats[user],
+            NATS_INBOX_ENV: access.inbox_prefix(user),
+        }
+        if user in secrets.valkey:
+            env[REDIS_USERNAME_ENV] = user
+            env[REDIS_PASSWORD_ENV] = secrets.valkey[user]
+        target = directory / f"{user}.env"
+        write_private(target, "".join(f"{k}={v}\n" for k, v in env.items()))
+        written.append(target)
+    return written

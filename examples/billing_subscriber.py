@@ -10,8 +10,9 @@ that user may read ARKS_BILLING and nothing else, and receives replies below its
 inbox prefix `_INBOX_billing`: docs/security.md). It binds a durable pull consumer on
 the JetStream stream ARKS_BILLING (so records that arrive while it is down wait for
 it), stores each BillingRecord in SQLite keyed by its `id` — a record delivered twice
-is stored once — and acks only after the batch is committed. Amounts stay exact: they are decimal strings in the record and TEXT here,
-summed with `decimal.Decimal`; `charged_nanos` is the integer the quota was charged.
+is stored once — and acks only after the batch is committed. Amounts stay exact: they
+are decimal strings in the record and TEXT here, summed with `decimal.Decimal`;
+`charged_nanos` is the integer the quota was charged.
 
 Outside this repository, replace the `arks_common` imports with the values in
 docs/billing.md: stream `ARKS_BILLING`, subjects `arks.billing.>`, and parse the JSON

@@ -244,3 +244,21 @@ def test_only_the_reconciler_writes_routes_tokens_and_quotas() -> None:
             if access.kv_subject(bucket) in role.publish or role.admin
         }
         assert writers == {access.RECONCILER, access.ADMIN}, bucket
+
+
+async def test_router_publishing_before_the_accountant_made_arks_usage_is_retryable(
+    secured_nats_server: NatsServer,
+    credentials: access.Credentials,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No stream yet: the publish fails as retryable (the router spools it), not denied."""
+    caplog.set_level(logging.ERROR)
+    async with connected(secured_nats_server, credentials, access.ROUTER) as bus:
+        with pytest.raises(RetryableError):
+            await bus.publish(subjects.usage_subject("ns", "e"), make_usage_event())
+    assert not denied_in(caplog, "router", "arks.usage")
+    async with connected(secured_nats_server, credentials, access.ACCOUNTANT) as bus:
+        await bus.ensure_own_topology(access.ACCOUNTANT)
+    async with connected(secured_nats_server, credentials, access.ROUTER) as bus:
+        ack = await bus.publish(subjects.usage_subject("ns", "e"), make_usage_event())
+    assert ack.stream == subjects.USAGE_STREAM

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import sys
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,10 +10,9 @@ import redis.exceptions
 
 from arks_common import access, ledger
 from arks_common.access import Credentials
-from arks_common.embedded import NatsServer, ValkeyServer
+from arks_common.embedded import ValkeyServer
 from arks_common.errors import PermanentError
 from arks_common.events import EndpointGrant, RateLimitValue
-from arks_common.runtime import EXIT_PERMANENT
 from arks_common.testing.builders import make_quota_spec
 from arks_router import governing, limits, pipelining, scripts
 from arks_router.estimating import Estimate
@@ -121,43 +116,3 @@ async def test_an_unreachable_valkey_does_not_stop_the_router_starting() -> None
         await client.verify(RouterSettings().redis)  # logged, not raised
     finally:
         await client.close()
-
-
-@pytest.mark.parametrize("broker", ["nats", "valkey"])
-async def test_the_router_given_wrong_credentials_exits_78_naming_the_settings(
-    broker: str,
-    secured_nats_server: NatsServer,
-    secured_valkey_server: ValkeyServer,
-    credentials: Credentials,
-    tmp_path: Path,
-) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARKS_")}
-    env.update(
-        {
-            "ARKS_NATS__URL": secured_nats_server.url,
-            "ARKS_NATS__USER": access.ROUTER,
-            "ARKS_NATS__PASSWORD": credentials.nats[access.ROUTER],
-            "ARKS_NATS__INBOX_PREFIX": access.inbox_prefix(access.ROUTER),
-            "ARKS_REDIS__URL": secured_valkey_server.url,
-            "ARKS_REDIS__USERNAME": access.ROUTER,
-            "ARKS_REDIS__PASSWORD": credentials.valkey[access.ROUTER],
-            "ARKS_HTTP__PORT": "0",
-            "ARKS_USAGE__SPOOL_DIR": str(tmp_path / "spool"),
-        }
-    )
-    wrong = "ARKS_NATS__PASSWORD" if broker == "nats" else "ARKS_REDIS__PASSWORD"
-    env[wrong] = "not-it"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "arks_router",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == EXIT_PERMANENT, err.decode()
-    setting = "ARKS_NATS__USER" if broker == "nats" else "ARKS_REDIS__USERNAME"
-    assert setting.encode() in err
-    assert b"refused user 'router'" in err
-    assert b"Traceback" not in err

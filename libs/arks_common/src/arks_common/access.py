@@ -17,8 +17,9 @@ docs/security.md has the resulting table.
 
 Failure modes: a role that lacks a permission its service needs shows as a NATS
 "permissions violation" (logged by `messaging.Bus`, and the operation times out or fails)
-or a Valkey NOPERM error; the tests in `libs/arks_common/tests/test_access.py` and each
-service's authenticated tests run the real services under these roles to catch that.
+or a Valkey NOPERM error. `libs/arks_common/tests/test_access*.py` check each user
+against real brokers, `services/router/tests/test_credentials.py` the router's scripts,
+and `cli/tests/test_up.py` every real service under its user.
 """
 
 from __future__ import annotations
@@ -84,10 +85,6 @@ class NatsRole:
     buckets: tuple[str, ...] = ()
     """KV buckets this service creates."""
     admin: bool = False
-
-    @property
-    def inbox_prefix(self) -> str:
-        return inbox_prefix(self.user)
 
     def owns_stream(self, name: str) -> bool:
         return self.admin or name in self.streams
@@ -279,29 +276,16 @@ SERVICE_USERS: Final[Mapping[str, str]] = {
 """The NATS (and, where it has one, Valkey) user of each service."""
 
 
-def nats_role(user: str | None) -> NatsRole:
-    """The role of a user; an unknown or missing user is treated as the admin (no auth)."""
-    if user is None or user not in ROLES:
-        return ROLES[ADMIN]
-    return ROLES[user]
-
-
 def bcrypt_hash(password: str, cost: int = BCRYPT_COST) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode()
 
 
-def render_nats_authorization(
-    passwords: Mapping[str, str], *, hashes: Mapping[str, str] | None = None
-) -> str:
-    """The nats-server config block for `passwords` (user → password), bcrypt-hashed.
-
-    `hashes` (user → bcrypt hash) are used as they are, so a config can be re-rendered
-    without re-hashing (bcrypt salts make every hash different).
-    """
+def render_nats_authorization(passwords: Mapping[str, str]) -> str:
+    """The nats-server config block for `passwords` (user → password), bcrypt-hashed."""
     users = []
     for user, password in passwords.items():
         role = ROLES[user]
-        secret = (hashes or {}).get(user) or bcrypt_hash(password)
+        secret = bcrypt_hash(password)
         permissions = {
             "publish": {"allow": list(role.publish)},
             "subscribe": {"allow": list(role.subscribe)},
@@ -425,8 +409,8 @@ class Credentials:
             {user: new_password() for user in VALKEY_ROLES},
         )
 
-    def nats_authorization(self, hashes: Mapping[str, str] | None = None) -> str:
-        return render_nats_authorization(self.nats, hashes=hashes)
+    def nats_authorization(self) -> str:
+        return render_nats_authorization(self.nats)
 
     def valkey_auth(self) -> ValkeyAuth:
         return ValkeyAuth(render_valkey_acl(self.valkey), ADMIN, self.valkey[ADMIN])

@@ -1,14 +1,18 @@
 """A billing subscriber you can copy: every priced usage record, stored once, with totals.
 
+    ARKS_NATS__USER=billing ARKS_NATS__PASSWORD=$(.venv/bin/arks credentials nats billing) \
     .venv/bin/python examples/billing_subscriber.py --nats nats://127.0.0.1:4222 --db b.sqlite
     .venv/bin/python examples/billing_subscriber.py --db b.sqlite --once     # drain, then exit
     .venv/bin/python examples/billing_subscriber.py --db b.sqlite --report   # totals only
 
-It binds a durable pull consumer on the JetStream stream ARKS_BILLING (so records that
-arrive while it is down wait for it), stores each BillingRecord in SQLite keyed by its
-`id` — a record delivered twice is stored once — and acks only after the batch is
-committed. Amounts stay exact: they are decimal strings in the record and TEXT here,
-summed with `decimal.Decimal`; `charged_nanos` is the integer the quota was charged.
+It logs in as the read-only `billing` user (`ARKS_NATS__USER` / `ARKS_NATS__PASSWORD`;
+that user may read ARKS_BILLING and nothing else, and receives replies below its own
+inbox prefix `_INBOX_billing`: docs/security.md). It binds a durable pull consumer on
+the JetStream stream ARKS_BILLING (so records that arrive while it is down wait for
+it), stores each BillingRecord in SQLite keyed by its `id` — a record delivered twice
+is stored once — and acks only after the batch is committed. Amounts stay exact: they
+are decimal strings in the record and TEXT here, summed with `decimal.Decimal`;
+`charged_nanos` is the integer the quota was charged.
 
 Outside this repository, replace the `arks_common` imports with the values in
 docs/billing.md: stream `ARKS_BILLING`, subjects `arks.billing.>`, and parse the JSON
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sqlite3
 import sys
@@ -31,7 +36,7 @@ import nats
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from arks_common import events, subjects
+from arks_common import access, events, subjects
 from arks_common.errors import PermanentError
 
 SCHEMA = """
@@ -113,7 +118,16 @@ def report(db: sqlite3.Connection) -> str:
 
 
 async def consume(args: argparse.Namespace, db: sqlite3.Connection, stop: asyncio.Event) -> None:
-    nc = await nats.connect(args.nats, name="billing-subscriber", max_reconnect_attempts=-1)
+    user = os.environ.get("ARKS_NATS__USER")
+    nc = await nats.connect(
+        args.nats,
+        name="billing-subscriber",
+        max_reconnect_attempts=-1,
+        user=user,
+        password=os.environ.get("ARKS_NATS__PASSWORD"),
+        # A user may subscribe only below its own inbox prefix.
+        inbox_prefix=access.inbox_prefix(user) if user else "_INBOX",
+    )
     js = nc.jetstream()
     sub = await js.pull_subscribe(
         args.filter,

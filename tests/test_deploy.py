@@ -50,3 +50,88 @@ def test_every_service_has_probes_on_health_endpoints() -> None:
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def _env(deployment: dict) -> dict[str, dict]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_every_service_gets_its_own_credentials_from_a_secret() -> None:
+    from arks_cli import credentials
+    from arks_common import access
+
+    deployments = [d for _, d in _documents() if d["kind"] == "Deployment"]
+    for deployment in deployments:
+        name = deployment["metadata"]["name"]
+        user = access.SERVICE_USERS[name]
+        env = _env(deployment)
+        assert env["ARKS_NATS__USER"]["value"] == user
+        assert env["ARKS_NATS__INBOX_PREFIX"]["value"] == access.inbox_prefix(user)
+        passwords = ["ARKS_NATS__PASSWORD"]
+        if user in access.VALKEY_ROLES:
+            assert env["ARKS_REDIS__USERNAME"]["value"] == user
+            passwords.append("ARKS_REDIS__PASSWORD")
+        else:
+            assert not [k for k in env if k.startswith("ARKS_REDIS__")], name
+        for variable in passwords:
+            assert "value" not in env[variable], f"{name}: {variable} in plain text"
+            ref = env[variable]["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == credentials.credentials_secret(user), name
+
+
+def test_the_brokers_require_users_from_secrets_and_no_password_is_committed() -> None:
+    from arks_cli import credentials
+
+    statefulsets = {d["metadata"]["name"]: d for _, d in _documents() if d["kind"] == "StatefulSet"}
+    expected = {"nats": credentials.NATS_AUTH_SECRET, "valkey": credentials.VALKEY_ACL_SECRET}
+    for name, secret in expected.items():
+        spec = statefulsets[name]["spec"]["template"]["spec"]
+        assert {v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v} == {secret}
+    assert "-c" in statefulsets["nats"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert (
+        "--aclfile" in statefulsets["valkey"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    # Secrets are made by the operator (`arks credentials kubernetes`), never committed.
+    assert not [path for path, d in _documents() if d["kind"] == "Secret"]
+
+
+def test_generated_secrets_are_the_ones_the_manifests_name() -> None:
+    from arks_cli import credentials
+    from arks_common.access import Credentials
+
+    secrets = credentials.kubernetes_secrets(Credentials.generate())
+    for doc in secrets:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    names = {d["metadata"]["name"] for d in secrets}
+    referenced = {
+        e["valueFrom"]["secretKeyRef"]["name"]
+        for _, d in _documents()
+        if d["kind"] == "Deployment"
+        for e in _env(d).values()
+        if "valueFrom" in e
+    }
+    assert referenced <= names
+    assert {credentials.NATS_AUTH_SECRET, credentials.VALKEY_ACL_SECRET} <= names
+
+
+def test_compose_services_read_their_own_credentials_files(tmp_path: Path) -> None:
+    from arks_cli import credentials
+    from arks_common import access
+    from arks_common.access import Credentials
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "PASSWORD:" not in text  # no password is written into the file
+    services = compose["services"]
+    for service, user in access.SERVICE_USERS.items():
+        assert services[service.removeprefix("arks-")]["env_file"] == [f".secrets/{user}.env"]
+    assert services["nats"]["ports"] == ["127.0.0.1:4222:4222"]
+    assert "-c" in services["nats"]["command"]
+    assert "--aclfile" in services["valkey"]["command"]
+    written = credentials.write_compose_secrets(Credentials.generate(), tmp_path / ".secrets")
+    made = {p.relative_to(tmp_path).as_posix() for p in written}
+    wanted = {s["file"] for s in compose["secrets"].values()}
+    wanted |= {f for s in services.values() for f in s.get("env_file", [])}
+    assert wanted <= made
+    assert all(p.stat().st_mode & 0o077 == 0 for p in written)

@@ -26,7 +26,7 @@ import psutil
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from arks_common import subjects
+from arks_common import access, subjects
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -49,6 +49,16 @@ class Stack:
     @property
     def nats_url(self) -> str:
         return str(self.state["nats_url"])
+
+    async def connect(self, user: str) -> nats.aio.client.Client:
+        """NATS as one of the stack's users (`arks up` keeps them in .arks/credentials.json)."""
+        passwords = json.loads((self.dir / "credentials.json").read_text())["nats"]
+        return await nats.connect(
+            self.nats_url,
+            user=user,
+            password=passwords[user],
+            inbox_prefix=access.inbox_prefix(user),
+        )
 
     def arks(self, *argv: str, stdin: str | None = None, check: bool = True) -> str:
         """Run the `arks` CLI as a user would, from the stack's directory."""
@@ -167,7 +177,7 @@ def _replicas(stack: Stack) -> list[psutil.Process]:
 
 
 async def _routes(stack: Stack) -> dict[str, Any]:
-    nc = await nats.connect(stack.nats_url)
+    nc = await stack.connect(access.ADMIN)
     try:
         kv = await nc.jetstream().key_value(subjects.ROUTES_BUCKET)
         entry = await kv.get(subjects.namespaced_key("default", "qwen-7b"))
@@ -257,7 +267,7 @@ def test_04_quota_status_and_billing_records_follow(stack: Stack) -> None:
     assert eventually(used, timeout=30, what="basic-quota status") > 0
 
     async def billing() -> list[dict[str, Any]]:
-        nc = await nats.connect(stack.nats_url)
+        nc = await stack.connect(access.BILLING)  # the read-only billing user
         try:
             sub = await nc.jetstream().pull_subscribe(
                 subjects.BILLING_ALL,

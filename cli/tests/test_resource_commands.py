@@ -325,6 +325,14 @@ async def test_token_create_prints_a_token_once_whose_hash_is_stored(
     assert {r.type: r.value for r in grant.rate_limits} == {"rpm": 60, "tpm": 1000}
     assert grant.quota is not None
     assert grant.quota.name == "basic-quota"
+    # Stored, and shown, as its digest only: never the secret again.
+    assert "token" not in stored["spec"]
+    for name in ("alice", "example-token"):  # created here / applied from upstream YAML
+        shown = await arks("get", "atk", name, "-o", "yaml")
+        assert shown.code == 0, shown.err
+        assert "tokenSha256" in shown.out
+        assert token not in shown.out
+        assert "sk-test123456" not in shown.out
     # Each token is new, and a name is not reused.
     duplicate = await arks("token", "create", "alice", "--endpoint", "qwen-7b")
     assert duplicate.code == 1

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import stat
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,11 +21,16 @@ import nats
 import psutil
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 
+from arks_cli import credentials
 from arks_cli.__main__ import main
 from arks_cli.service_catalog import SERVICES, availability
 from arks_cli.stack_state import StackState, read_state
-from arks_common import subjects
+from arks_common import access, ledger, subjects
+from arks_common.errors import PermanentError
+from arks_common.messaging import Bus
+from arks_common.settings import NatsSettings
 from cli.tests.conftest import wait_until
 
 # Whole stacks of real processes: typically 5-20 s each, but the machine is shared.
@@ -112,17 +118,32 @@ async def test_up_serves_every_available_service_and_sigterm_leaves_nothing(
             if record.ready_url:
                 response = await client.get(record.ready_url)
                 assert response.status_code == 200, (record.name, response.text)
-    nc = await nats.connect(state.nats_url)
+    secrets = credentials.read(root)
+    assert secrets is not None
+    # The brokers take nobody without credentials, and the admin from .arks/.
+    with pytest.raises(PermanentError, match="requires a user"):
+        await Bus.connect(NatsSettings(url=state.nats_url), name="test")
+    nc = await nats.connect(state.nats_url, user=access.ADMIN, password=secrets.nats[access.ADMIN])
     try:
         kv = await nc.jetstream().key_value(subjects.RESOURCES_BUCKET)
         assert kv is not None
     finally:
         await nc.close()
-    valkey = aioredis.Redis.from_url(state.redis_url)
+    anonymous = aioredis.Redis.from_url(state.redis_url)
+    try:
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            await anonymous.ping()
+    finally:
+        await anonymous.aclose()
+    valkey = aioredis.Redis.from_url(
+        state.redis_url, username=access.ADMIN, password=secrets.valkey[access.ADMIN]
+    )
     try:
         assert await valkey.ping()
     finally:
         await valkey.aclose()
+    _assert_credentials_are_private(root, secrets)
+    _assert_each_service_has_only_its_own_credentials(state, secrets)
     assert (root / "logs" / "nats.log").is_file()
     assert (root / "logs" / "valkey.log").is_file()
 
@@ -135,6 +156,41 @@ async def test_up_serves_every_available_service_and_sigterm_leaves_nothing(
     output = (tmp_path / "arks-up.out").read_text()
     assert "stopped" in output
     assert "Traceback" not in output
+
+
+def _assert_credentials_are_private(root: Path, secrets: access.Credentials) -> None:
+    files = [root / "credentials.json", root / "nats.conf", root / "valkey.acl"]
+    for file in files:
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+    passwords = [*secrets.nats.values(), *secrets.valkey.values()]
+    for file in files[1:]:  # the brokers' files hold hashes only
+        text = file.read_text()
+        assert not [p for p in passwords if p in text], file
+
+
+def _assert_each_service_has_only_its_own_credentials(
+    state: StackState, secrets: access.Credentials
+) -> None:
+    checked = 0
+    for record in state.processes:
+        user = access.SERVICE_USERS.get(record.name)
+        if user is None:
+            continue
+        env = psutil.Process(record.pid).environ()
+        assert env["ARKS_NATS__USER"] == user
+        assert env["ARKS_NATS__PASSWORD"] == secrets.nats[user]
+        assert env["ARKS_NATS__INBOX_PREFIX"] == access.inbox_prefix(user)
+        if user in secrets.valkey:
+            assert env["ARKS_REDIS__USERNAME"] == user
+            assert env["ARKS_REDIS__PASSWORD"] == secrets.valkey[user]
+        else:
+            assert "ARKS_REDIS__PASSWORD" not in env
+        own = {secrets.nats[user], secrets.valkey.get(user)}
+        others = {*secrets.nats.values(), *secrets.valkey.values()} - own
+        assert not [name for name, value in env.items() if value in others], record.name
+        checked += 1
+    assert checked == len([r for r in state.processes if r.name in access.SERVICE_USERS])
+    assert checked >= 1
 
 
 async def test_up_detached_refuses_a_second_stack_and_down_cleans_up_after_a_crash(
@@ -272,11 +328,43 @@ async def test_up_with_the_quickstart_answers_the_readme_curl_and_stops_its_repl
         everything = _tree(proc.pid)
         names = {p.name() for p in everything}
         assert any(name.startswith("arks-engine-sim") for name in names), names
+        await _assert_usage_is_applied_and_billed(state, root)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 90) == 0
     assert _survivors(everything) == []
+
+
+async def _assert_usage_is_applied_and_billed(state: StackState, root: Path) -> None:
+    """The accountant, as its own user, applied the request and billed it; the billing
+    user reads the record."""
+    secrets = credentials.read(root)
+    assert secrets is not None
+    admin = aioredis.Redis.from_url(
+        state.redis_url, username=access.ADMIN, password=secrets.valkey[access.ADMIN]
+    )
+    key = ledger.usage_key("default", "token", "example-token")
+    try:
+        async with asyncio.timeout(30):
+            # The quickstart's own probes and the test's request: at least one.
+            while int(await admin.hget(key, "requests") or 0) < 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+    finally:
+        await admin.aclose()
+    billing = await Bus.connect(
+        secrets.nats_settings(access.BILLING, state.nats_url, connect_deadline=10),
+        name="test-billing",
+    )
+    try:
+        sub = await billing.js.pull_subscribe(
+            subjects.BILLING_ALL, durable="test-billing", stream=subjects.BILLING_STREAM
+        )
+        records = await sub.fetch(1, timeout=10)
+        assert b"example-token" in records[0].data
+        await records[0].ack()
+    finally:
+        await billing.close()
 
 
 async def test_up_stops_when_the_wrapper_that_started_it_is_killed(tmp_path: Path) -> None:

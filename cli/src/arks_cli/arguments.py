@@ -203,6 +203,26 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_flags(usage)
     usage.set_defaults(handler="usage")
 
+    secret = commands.add_parser(
+        "credentials",
+        help="print the password of a NATS or Valkey user of the running stack",
+        description="Print one password from .arks/credentials.json (made by `arks up`), "
+        "e.g. ARKS_NATS__PASSWORD=$(arks credentials nats billing) for a billing subscriber; "
+        "or make the credentials of a Kubernetes or compose deployment.",
+    )
+    secret.add_argument(
+        "what",
+        choices=("nats", "valkey", "kubernetes", "compose"),
+        help="nats/valkey USER: that user's password; kubernetes: Secret manifests with "
+        "new credentials for deploy/ (pipe into kubectl apply -f -); compose: the files "
+        "docker-compose.yml reads, into .secrets/ (made once, then reused)",
+    )
+    secret.add_argument(
+        "user", nargs="?", help="router, reconciler, accountant, model-cache, billing, admin"
+    )
+    secret.add_argument("--namespace", default="arks-system", help="namespace (kubernetes)")
+    secret.set_defaults(handler="credentials")
+
     version = commands.add_parser("version", help="print the versions of arks")
     version.set_defaults(handler="version")
     return parser

@@ -12,13 +12,18 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-from arks_cli import applying, describing, getting, usage_reporting
+import yaml
+
+from arks_cli import applying, credentials, describing, getting, usage_reporting
 from arks_cli.connecting import open_bus, open_store, resolve_targets
-from arks_cli.errors import CliError
+from arks_cli.errors import CliError, NotRunningError
 from arks_cli.manifests import read_manifests
+from arks_cli.stack_state import find_state_dir
 from arks_cli.token_creating import TokenRequest, create_token
+from arks_common.access import Credentials
 
 DEFAULT_NAMESPACE = "default"
 PACKAGES = (
@@ -48,7 +53,7 @@ def _namespace(args: argparse.Namespace) -> str:
 
 async def apply(args: argparse.Namespace) -> int:
     manifests = read_manifests(list(args.filename), args.namespace)
-    async with open_store(resolve_targets(args.nats_url).nats_url) as store:
+    async with open_store(resolve_targets(args.nats_url)) as store:
         await applying.apply_manifests(store, manifests, out)
     return 0
 
@@ -57,7 +62,7 @@ async def get(args: argparse.Namespace) -> int:
     query = getting.build_query(
         args.kind, list(args.names), _namespace(args), bool(args.all_namespaces)
     )
-    async with open_store(resolve_targets(args.nats_url).nats_url) as store:
+    async with open_store(resolve_targets(args.nats_url)) as store:
         found = await getting.fetch(store, query)
     text = getting.render(found, query, args.output)
     if text:
@@ -74,7 +79,7 @@ async def describe(args: argparse.Namespace) -> int:
     if len(query.kinds) != 1:
         raise CliError("describe takes one resource type")
     info = query.kinds[0]
-    url = resolve_targets(args.nats_url).nats_url
+    url = resolve_targets(args.nats_url)
     async with open_store(url) as store:
         found = await getting.fetch(store, query)
         texts = []
@@ -103,7 +108,7 @@ async def delete(args: argparse.Namespace) -> int:
         targets = applying.targets_from_manifests(
             read_manifests(list(args.filename), args.namespace)
         )
-        async with open_store(resolve_targets(args.nats_url).nats_url) as store:
+        async with open_store(resolve_targets(args.nats_url)) as store:
             await applying.delete_targets(
                 store, targets, ignore_not_found=args.ignore_not_found, echo=out
             )
@@ -116,7 +121,7 @@ async def delete(args: argparse.Namespace) -> int:
     info = query.kinds[0]
     if not query.names and not args.all:
         raise CliError(f"give the names of the {info.plural} to delete, or --all")
-    async with open_store(resolve_targets(args.nats_url).nats_url) as store:
+    async with open_store(resolve_targets(args.nats_url)) as store:
         if args.all:
             targets = await applying.all_targets(store, info, namespace)
             if not targets:
@@ -140,7 +145,7 @@ async def token_create(args: argparse.Namespace) -> int:
         tpd=args.tpd,
         quota=args.quota,
     )
-    async with open_store(resolve_targets(args.nats_url).nats_url) as store:
+    async with open_store(resolve_targets(args.nats_url)) as store:
         for endpoint in request.endpoints:
             if await store.get("ArksEndpoint", request.namespace, endpoint) is None:
                 err(f"warning: ArksEndpoint {request.namespace}/{endpoint} does not exist (yet)")
@@ -155,10 +160,8 @@ async def token_create(args: argparse.Namespace) -> int:
 async def usage(args: argparse.Namespace) -> int:
     targets = resolve_targets(args.nats_url, redis_url=args.redis_url)
     namespace = None if args.all_namespaces else args.namespace
-    async with open_bus(targets.nats_url) as bus:
-        report = await usage_reporting.collect(
-            targets.redis_url, bus, namespace=namespace, by=args.by
-        )
+    async with open_bus(targets) as bus:
+        report = await usage_reporting.collect(targets.redis, bus, namespace=namespace, by=args.by)
     sys.stdout.write(usage_reporting.render(report))
     return 0
 
@@ -171,6 +174,30 @@ def version(_: argparse.Namespace) -> int:
         except metadata.PackageNotFoundError:
             lines.append(f"{package} (not installed)")
     out("\n".join(lines))
+    return 0
+
+
+def show_credentials(args: argparse.Namespace) -> int:
+    if args.what == "kubernetes":
+        docs = credentials.kubernetes_secrets(Credentials.generate(), args.namespace)
+        out(yaml.safe_dump_all(docs, sort_keys=False).rstrip("\n"))
+        return 0
+    if args.what == "compose":
+        target = Path(".secrets")
+        secrets = credentials.load_or_create(target, err)
+        for written in credentials.write_compose_secrets(secrets, target):
+            err(f"wrote {written}")
+        return 0
+    if args.user is None:
+        raise CliError(f"arks credentials {args.what} USER: which user?")
+    directory = find_state_dir()
+    found = credentials.read(directory) if directory is not None else None
+    if found is None:
+        raise NotRunningError("no .arks/credentials.json here: is `arks up` running?")
+    users = found.nats if args.what == "nats" else found.valkey
+    if args.user not in users:
+        raise CliError(f"no {args.what} user {args.user!r}; users: {', '.join(users)}")
+    out(users[args.user])
     return 0
 
 
@@ -196,6 +223,7 @@ ASYNC_HANDLERS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int
 }
 SYNC_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "version": version,
+    "credentials": show_credentials,
     "up": up,
     "down": down,
 }

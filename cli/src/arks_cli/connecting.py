@@ -2,9 +2,13 @@
 
 Each URL comes from, in order: the command-line flag, the service environment variable
 (`ARKS_NATS__URL`, `ARKS_REDIS__URL`, `ARKS_ROUTER_URL`), the `.arks/state.json` of a
-running `arks up`, else the conventional local default. A broker that does not answer
-becomes a `NotRunningError` naming the URL and how to start the stack, in a few
-seconds rather than after the services' long connect deadline.
+running `arks up`, else the conventional local default. Credentials come from
+`ARKS_NATS__USER` / `ARKS_NATS__PASSWORD` and `ARKS_REDIS__USERNAME` /
+`ARKS_REDIS__PASSWORD` when set, else the admin user of the running stack's
+`.arks/credentials.json` (`arks_cli.credentials`), else none. A broker that does not
+answer becomes a `NotRunningError` naming the URL and how to start the stack, in a few
+seconds rather than after the services' long connect deadline; one that refuses the
+credentials, a CliError naming the settings to fix.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ import nats.errors
 import nats.js.errors
 import redis.asyncio as aioredis
 import redis.exceptions
+from pydantic import SecretStr
 
-from arks_cli.errors import NotRunningError
+from arks_cli import credentials
+from arks_cli.errors import CliError, NotRunningError
 from arks_cli.stack_state import find_state_dir, read_state
-from arks_common import messaging, subjects
-from arks_common.errors import RetryableError
+from arks_common import access, messaging, subjects, valkey
+from arks_common.errors import PermanentError, RetryableError
 from arks_common.messaging import Bus
-from arks_common.settings import NatsSettings
+from arks_common.settings import NatsSettings, RedisSettings
 from arks_common.store import ResourceStore
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -38,11 +44,41 @@ HINT = "is `make run` (or `arks up`) running?"
 
 @dataclass(frozen=True)
 class Targets:
-    """Where the stack's brokers are."""
+    """Where the stack's brokers are, and who the CLI logs in as."""
 
     nats_url: str
     redis_url: str
     router_url: str | None
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+
+    @property
+    def nats(self) -> NatsSettings:
+        return NatsSettings(
+            url=self.nats_url,
+            user=self.nats_user,
+            password=self.nats_password,
+            inbox_prefix=access.inbox_prefix(self.nats_user) if self.nats_user else "_INBOX",
+            connect_timeout=1.0,
+            connect_deadline=CONNECT_DEADLINE,
+            request_timeout=5.0,
+        )
+
+    @property
+    def redis(self) -> RedisSettings:
+        return RedisSettings(
+            url=self.redis_url,
+            username=self.redis_username,
+            password=self.redis_password,
+            socket_timeout=3.0,
+        )
+
+
+def _secret(name: str) -> SecretStr | None:
+    value = os.environ.get(name)
+    return SecretStr(value) if value else None
 
 
 def resolve_targets(
@@ -51,7 +87,20 @@ def resolve_targets(
     """Flags first, then the environment, then `.arks/state.json`, then the defaults."""
     directory = find_state_dir()
     state = read_state(directory) if directory is not None else None
+    stack = credentials.read(directory) if directory is not None else None
+    nats_user = os.environ.get(credentials.NATS_USER_ENV)
+    nats_password = _secret(credentials.NATS_PASSWORD_ENV)
+    if nats_user is None and stack is not None:
+        nats_user, nats_password = access.ADMIN, SecretStr(stack.nats[access.ADMIN])
+    redis_username = os.environ.get(credentials.REDIS_USERNAME_ENV)
+    redis_password = _secret(credentials.REDIS_PASSWORD_ENV)
+    if redis_password is None and stack is not None:
+        redis_username, redis_password = access.ADMIN, SecretStr(stack.valkey[access.ADMIN])
     return Targets(
+        nats_user=nats_user,
+        nats_password=nats_password,
+        redis_username=redis_username,
+        redis_password=redis_password,
         nats_url=nats_url
         or os.environ.get(NATS_URL_ENV)
         or (state.nats_url if state else DEFAULT_NATS_URL),
@@ -65,15 +114,16 @@ def resolve_targets(
 
 
 @contextlib.asynccontextmanager
-async def open_bus(url: str, *, name: str = "arks-cli") -> AsyncIterator[Bus]:
+async def open_bus(target: Targets | NatsSettings, *, name: str = "arks-cli") -> AsyncIterator[Bus]:
     """A connected Bus, or NotRunningError after a few seconds."""
-    settings = NatsSettings(
-        url=url, connect_timeout=1.0, connect_deadline=CONNECT_DEADLINE, request_timeout=5.0
-    )
+    settings = target.nats if isinstance(target, Targets) else target
+    url = settings.url
     try:
         bus = await Bus.connect(settings, name=name)
     except RetryableError as exc:
         raise NotRunningError(f"cannot reach NATS at {url}: {HINT}") from exc
+    except PermanentError as exc:
+        raise CliError(exc.message) from exc
     try:
         yield bus
     finally:
@@ -81,9 +131,10 @@ async def open_bus(url: str, *, name: str = "arks-cli") -> AsyncIterator[Bus]:
 
 
 @contextlib.asynccontextmanager
-async def open_store(url: str) -> AsyncIterator[ResourceStore]:
-    """The resource store on the NATS at `url`, its bucket created if missing."""
-    async with open_bus(url) as bus:
+async def open_store(target: Targets) -> AsyncIterator[ResourceStore]:
+    """The resource store on the stack's NATS, its bucket created if missing."""
+    url = target.nats_url
+    async with open_bus(target) as bus:
         try:
             config = next(b for b in messaging.BUCKETS if b.bucket == subjects.RESOURCES_BUCKET)
             await bus.ensure_bucket(config)
@@ -95,13 +146,16 @@ async def open_store(url: str) -> AsyncIterator[ResourceStore]:
 
 
 @contextlib.asynccontextmanager
-async def open_redis(url: str) -> AsyncIterator[aioredis.Redis]:
-    """A Redis client that answered PING, or NotRunningError."""
-    client = aioredis.Redis.from_url(url, socket_timeout=3.0, socket_connect_timeout=2.0)
+async def open_redis(settings: RedisSettings) -> AsyncIterator[aioredis.Redis]:
+    """A Redis client that answered PING, or NotRunningError (CliError: refused)."""
+    url = settings.url
+    client = valkey.client(settings, socket_connect_timeout=2.0)
     try:
         try:
             await client.ping()
         except (redis.exceptions.RedisError, OSError) as exc:
+            if valkey.is_refusal(exc):
+                raise CliError(valkey.refused_message(settings, str(exc))) from exc
             raise NotRunningError(f"cannot reach Redis/Valkey at {url}: {HINT}") from exc
         yield client
     finally:

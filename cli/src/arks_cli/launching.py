@@ -1,6 +1,7 @@
 """`arks up` (what `make run` runs): the whole stack on one machine, in the foreground.
 
-Start-up, in order: clean up after a previous `arks up` that was killed; start
+Start-up, in order: clean up after a previous `arks up` that was killed; load or
+generate the broker credentials (`arks_cli.credentials`, `.arks/credentials.json`); start
 nats-server (JetStream, store `.arks/nats`) and Valkey (`.arks/valkey`, fsync-always
 AOF), each on its conventional port (4222 / 6379) when free, else on a free port;
 create the NATS topology; start every service as a supervised child process (see
@@ -34,7 +35,7 @@ from typing import Any, TypeVar
 import httpx
 import psutil
 
-from arks_cli import applying, processes, quickstart, stopping
+from arks_cli import applying, credentials, processes, quickstart, stopping
 from arks_cli.connecting import open_bus
 from arks_cli.console import Console
 from arks_cli.errors import CliError
@@ -47,7 +48,8 @@ from arks_cli.stack_state import (
     write_state,
 )
 from arks_cli.supervising import Child
-from arks_common import embedded
+from arks_common import access, embedded
+from arks_common.access import Credentials
 from arks_common.embedded import NatsServer, ValkeyServer, free_port
 from arks_common.errors import ArksError
 from arks_common.messaging import Bus
@@ -117,6 +119,7 @@ class Launcher:
         self.paths = StackPaths(options.root)
         self.nats: NatsServer | None = None
         self.valkey: ValkeyServer | None = None
+        self.secrets: Credentials | None = None
         self.children: list[Child] = []
         self.router_url: str | None = None
         self.bus: Bus | None = None
@@ -172,8 +175,16 @@ class Launcher:
         opts, console, paths = self.options, self.console, self.paths
         nats_port = choose_port(opts.nats_port, NATS_PORT, "NATS", console)
         valkey_port = choose_port(opts.valkey_port, VALKEY_PORT, "Valkey", console)
-        self.nats = NatsServer(paths.nats, nats_port, log_file=paths.log("nats"))
-        self.valkey = ValkeyServer(paths.valkey, valkey_port, log_file=paths.log("valkey"))
+        self.secrets = credentials.load_or_create(paths.root, console.warn)
+        self.nats = NatsServer(
+            paths.nats,
+            nats_port,
+            log_file=paths.log("nats"),
+            authorization=self.secrets.nats_authorization(),
+        )
+        self.valkey = ValkeyServer(
+            paths.valkey, valkey_port, log_file=paths.log("valkey"), auth=self.secrets.valkey_auth()
+        )
         for server in (self.nats, self.valkey):
             try:
                 await asyncio.to_thread(server.start)
@@ -189,7 +200,11 @@ class Launcher:
 
     async def open_bus(self) -> Bus:
         assert self.nats is not None
-        self._bus_cm = open_bus(self.nats.url, name="arks-up")
+        assert self.secrets is not None
+        admin = self.secrets.nats_settings(
+            access.ADMIN, self.nats.url, connect_timeout=1.0, connect_deadline=3.0
+        )
+        self._bus_cm = open_bus(admin, name="arks-up")
         self.bus = await self._bus_cm.__aenter__()
         await self.bus.ensure_topology()
         return self.bus
@@ -205,6 +220,7 @@ class Launcher:
             redis_url=self.valkey.url,
             router_port=router_port,
             without=opts.without,
+            secrets=self.secrets,
         )
         for gone in missing:
             if gone.command is not None:

@@ -116,11 +116,13 @@ def probes(resources: list[AnyResource]) -> list[Probe]:
             (
                 t
                 for t in tokens
-                if t.namespace == endpoint.namespace and t.grant_for(endpoint.name) is not None
+                if t.namespace == endpoint.namespace
+                and t.grant_for(endpoint.name) is not None
+                and t.spec.token is not None  # a digest alone cannot be sent
             ),
             None,
         )
-        if token is not None:
+        if token is not None and token.spec.token is not None:
             found.append(
                 Probe(endpoint.namespace, endpoint.name, token.spec.token.get_secret_value())
             )

@@ -4,7 +4,11 @@ Every service reads typed settings from `ARKS_*` variables (`arks_common.setting
 the launcher sets:
 
 - all: `ARKS_NATS__URL`, `ARKS_REDIS__URL`, `ARKS_HEALTH__HOST=127.0.0.1`,
-  `ARKS_HEALTH__PORT` (a distinct free port), `ARKS_TELEMETRY__LOG_JSON=true`;
+  `ARKS_HEALTH__PORT` (a distinct free port), `ARKS_TELEMETRY__LOG_JSON=true`, and its
+  own credentials only (`arks_cli.credentials.service_env`): `ARKS_NATS__USER`,
+  `ARKS_NATS__PASSWORD`, `ARKS_NATS__INBOX_PREFIX`, and for the router and the
+  accountant `ARKS_REDIS__USERNAME` / `ARKS_REDIS__PASSWORD` (credential variables the
+  user exported are not passed on);
 - arks-reconciler: `ARKS_PLATFORM=local`, `ARKS_LOCAL__DATA_DIR=.arks`,
   `ARKS_LOCAL__LOG_DIR=.arks/logs` (replica logs), `ARKS_LOCAL__MODELS_DIR=.arks/models`,
   `ARKS_LOCAL__STOP_ON_EXIT=true` (replicas stop with the stack),
@@ -30,7 +34,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from arks_cli import credentials
 from arks_cli.supervising import ChildSpec
+from arks_common import access
+from arks_common.access import Credentials
 from arks_common.embedded import free_port
 
 HOST = "127.0.0.1"
@@ -107,8 +114,9 @@ def availability(name: str) -> str | None:
 
 
 def _common_env(nats_url: str, redis_url: str, health_port: int) -> dict[str, str]:
+    inherited = {k: v for k, v in os.environ.items() if k not in credentials.CREDENTIAL_ENV}
     return {
-        **os.environ,
+        **inherited,
         "ARKS_NATS__URL": nats_url,
         "ARKS_REDIS__URL": redis_url,
         "ARKS_HEALTH__HOST": HOST,
@@ -125,6 +133,7 @@ def plan(
     redis_url: str,
     router_port: int,
     without: tuple[str, ...] = (),
+    secrets: Credentials | None = None,
 ) -> tuple[list[ChildSpec], list[Unavailable]]:
     """The child specs of every available service, in start order, and the unavailable."""
     specs: list[ChildSpec] = []
@@ -136,9 +145,11 @@ def plan(
             missing.append(Unavailable(name, reason or "not found"))
             continue
         spec = _spec(name, script, paths, nats_url, redis_url, router_port)
+        if secrets is not None:
+            spec.env.update(credentials.service_env(secrets, name))
         if name in without:
             settings = " ".join(
-                f"{key}={shlex.quote(value)}"
+                f"{key}={_shown(key, value, name)}"
                 for key, value in sorted(spec.env.items())
                 if os.environ.get(key) != value and key.startswith("ARKS_")
             )
@@ -146,6 +157,16 @@ def plan(
             continue
         specs.append(spec)
     return specs, missing
+
+
+def _shown(key: str, value: str, service: str) -> str:
+    """A value for the command line printed for `--without`; a password is read from
+    the credentials file when that command runs, never printed."""
+    if key not in (credentials.NATS_PASSWORD_ENV, credentials.REDIS_PASSWORD_ENV):
+        return shlex.quote(value)
+    broker = "nats" if key == credentials.NATS_PASSWORD_ENV else "valkey"
+    user = access.SERVICE_USERS[service]
+    return f'"$(arks credentials {broker} {user})"'
 
 
 def _spec(

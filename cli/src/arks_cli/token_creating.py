@@ -1,9 +1,9 @@
 """`arks token create`: a new ArksToken with a random bearer token, shown once.
 
-The token is `sk-` followed by 43 URL-safe characters (256 bits from `secrets`). It is
-stored in the ArksToken as upstream does; the reconciler publishes only its sha256 to
-the routers. The command prints the token alone on stdout (so `$(arks token create
-...)` captures it) and the confirmation on stderr.
+The token is `sk-` followed by 43 URL-safe characters (256 bits from `secrets`). The
+store keeps only its sha256 (`spec.tokenSha256`), which the reconciler publishes to the
+routers, so this is the one time the token is shown: the command prints it alone on
+stdout (so `$(arks token create ...)` captures it) and the confirmation on stderr.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from arks_common import ledger
 from arks_common.errors import ArksError
 from arks_common.messaging import Bus
 from arks_common.resources import ArksQuota, ResourceError, parse_resource
+from arks_common.settings import RedisSettings
 from arks_common.store import ResourceStore
 
 GROUPINGS: Final = ("namespace", "token", "endpoint", "quota")
@@ -174,15 +175,17 @@ async def _rows(client: aioredis.Redis, bus: Bus, namespace: str | None, by: str
     return rows
 
 
-async def collect(redis_url: str, bus: Bus, *, namespace: str | None, by: str) -> Report:
+async def collect(
+    redis_settings: RedisSettings, bus: Bus, *, namespace: str | None, by: str
+) -> Report:
     """Usage grouped `by` namespace, token, endpoint or quota (all namespaces if None)."""
     if by not in GROUPINGS:
         raise CliError(f"--by must be one of {', '.join(GROUPINGS)}")
-    async with open_redis(redis_url) as client:
+    async with open_redis(redis_settings) as client:
         try:
             rows = await _rows(client, bus, namespace, by)
         except redis.exceptions.RedisError as exc:
-            raise CliError(f"reading usage from {redis_url} failed: {exc}") from exc
+            raise CliError(f"reading usage from {redis_settings.url} failed: {exc}") from exc
     return Report(by, rows)
 
 

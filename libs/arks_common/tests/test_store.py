@@ -15,6 +15,7 @@ from arks_common.store import (
     ResourceStore,
     StoreChange,
     StoreSnapshot,
+    normalize,
 )
 
 QUOTA = {
@@ -156,4 +157,4 @@ async def test_builders_make_objects_the_store_accepts(bus: messaging.Bus) -> No
         builders.make_quota(),
     ):
         created = await store.create(obj)
-        assert created["spec"] == obj["spec"]
+        assert created["spec"] == normalize(obj)["spec"]

@@ -8,6 +8,10 @@ data, which is how the tests exercise broker restarts.
 
 Valkey runs with an append-only file fsynced on every write, so a restart loses no
 acknowledged counter update (quotas survive a Valkey restart, unlike upstream Arks).
+
+Both take an optional auth config (`arks_common.access` renders it): nats-server an
+`authorization` block, Valkey an ACL file. Each is written beside the data directory
+(`<data_dir>.conf` / `<data_dir>.acl`), mode 0600, and holds password hashes only.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -161,10 +166,44 @@ class _Process(abc.ABC):
         self.stop()
 
 
+def _write_private(path: Path, text: str) -> Path:
+    """Write a file only its owner can read (created 0600, never world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+    return path
+
+
 class NatsServer(_Process):
-    """nats-server with JetStream, file storage under `data_dir`."""
+    """nats-server with JetStream, file storage under `data_dir`.
+
+    `authorization`: a config block (`authorization { users = [...] }`) that makes the
+    server require those users; None runs it without authentication.
+    """
 
     name = "nats"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        log_file: Path | None = None,
+        *,
+        authorization: str | None = None,
+    ) -> None:
+        super().__init__(data_dir, port, log_file)
+        self.authorization = authorization
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir.with_name(f"{self.data_dir.name}.conf")
+
+    def start(self, timeout: float = 15.0) -> None:
+        if self.authorization is not None:
+            _write_private(self.config_path, self.authorization)
+        super().start(timeout)
 
     @property
     def url(self) -> str:
@@ -180,7 +219,17 @@ class NatsServer(_Process):
             "-js",
             "-sd",
             str(self.data_dir),
+            *(["-c", str(self.config_path)] if self.authorization is not None else []),
         ]
+
+
+@dataclass(frozen=True)
+class ValkeyAuth:
+    """Valkey with ACL users: the ACL file's text, and who the start-up probe logs in as."""
+
+    acl: str
+    user: str
+    password: str
 
 
 class ValkeyServer(_Process):
@@ -195,9 +244,20 @@ class ValkeyServer(_Process):
         log_file: Path | None = None,
         *,
         appendonly: bool = True,
+        auth: ValkeyAuth | None = None,
     ) -> None:
         super().__init__(data_dir, port, log_file)
         self.appendonly = appendonly
+        self.auth = auth
+
+    @property
+    def acl_path(self) -> Path:
+        return self.data_dir.with_name(f"{self.data_dir.name}.acl")
+
+    def start(self, timeout: float = 15.0) -> None:
+        if self.auth is not None:
+            _write_private(self.acl_path, self.auth.acl)
+        super().start(timeout)
 
     @property
     def url(self) -> str:
@@ -212,9 +272,15 @@ class ValkeyServer(_Process):
                 contextlib.suppress(OSError),
                 socket.create_connection((self.host, self.port), timeout=1.0) as sock,
             ):
-                sock.sendall(b"PING\r\n")
-                if sock.recv(64).startswith(b"+PONG"):
+                probe = b"PING\r\n"
+                if self.auth is not None:
+                    probe = _resp("AUTH", self.auth.user, self.auth.password) + probe
+                sock.sendall(probe)
+                reply = _recv_lines(sock, 2 if self.auth is not None else 1)
+                if reply.endswith(b"+PONG\r\n"):
                     return
+                if reply.startswith(b"-WRONGPASS"):
+                    raise PermanentError(f"valkey refused user {self.auth and self.auth.user!r}")
             time.sleep(0.02)  # noqa: TID251 - start-up runs before any event loop work
         raise RetryableError(f"valkey on port {self.port} did not finish loading in {timeout}s")
 
@@ -235,4 +301,24 @@ class ValkeyServer(_Process):
             "always",
             "--protected-mode",
             "no",
+            *(["--aclfile", str(self.acl_path)] if self.auth is not None else []),
         ]
+
+
+def _resp(*args: str) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _recv_lines(sock: socket.socket, count: int) -> bytes:
+    """The first `count` reply lines (AUTH and PING answer with one line each)."""
+    data = b""
+    while data.count(b"\r\n") < count:
+        chunk = sock.recv(256)
+        if not chunk:
+            break
+        data += chunk
+    return data

@@ -54,6 +54,11 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Final
 
+KEY_ROOT: Final = "arks:"
+"""Every Redis/Valkey key Arks writes starts with this (the accountant's ACL pattern)."""
+RATE_LIMIT_ROOT: Final = f"{KEY_ROOT}rl:"
+"""The router's rate-limit windows (`arks_router.limits`) start with this."""
+
 NANOS_PER_UNIT: Final = 1_000_000_000
 TOKENS_PER_PRICE_UNIT: Final = Decimal(1_000_000)
 """Prices are per million tokens."""

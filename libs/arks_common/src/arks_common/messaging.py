@@ -1,9 +1,14 @@
 """NATS and JetStream, the way every Arks service uses them.
 
 - `Bus.connect()` retries the first connection with backoff (a service may start
-  before NATS) and reconnects forever afterwards.
-- `Bus.ensure_topology()` idempotently creates or updates every stream and KV bucket
-  of `arks_common.subjects`, so any service may start first.
+  before NATS) and reconnects forever afterwards. It logs in as `settings.user` with
+  its own reply-inbox prefix; credentials the server refuses are a PermanentError that
+  names the settings to fix (retrying cannot help), and a permission the user lacks
+  is logged as an error naming the user and the subject.
+- `Bus.ensure_topology(role)` idempotently creates or updates the streams and KV
+  buckets `role` owns (`arks_common.access`; every one without a role). Any service may
+  still start first: what others own is waited for (KV watches retry, the router spools
+  usage, consumers retry binding), each wait with a log line.
 - `Bus.publish()` sends a versioned message with `Nats-Msg-Id` = its id, so retries
   are deduplicated by the stream.
 - `Bus.consume()` runs a durable pull consumer: batches are fetched, handled, and each
@@ -43,8 +48,8 @@ from nats.js.api import (
 )
 from nats.js.kv import KeyValue
 
-from arks_common import subjects, telemetry
-from arks_common.errors import PermanentError, RetryableError
+from arks_common import access, subjects, telemetry
+from arks_common.errors import ArksError, PermanentError, RetryableError
 from arks_common.events import Message
 from arks_common.settings import NatsSettings
 
@@ -124,6 +129,19 @@ BUCKETS: tuple[KeyValueConfig, ...] = (
     KeyValueConfig(bucket=subjects.LEDGER_BUCKET, history=1, storage=StorageType.FILE),
     KeyValueConfig(bucket=subjects.REPLICAS_BUCKET, history=1, storage=StorageType.FILE),
 )
+
+
+_AUTH_ERRORS = ("authorization violation", "authentication", "user authentication expired")
+
+
+def auth_refused_message(settings: NatsSettings) -> str:
+    """What to tell an operator whose credentials NATS refused."""
+    if settings.user is None:
+        return f"NATS at {settings.url} requires a user: set ARKS_NATS__USER / ARKS_NATS__PASSWORD"
+    return (
+        f"NATS at {settings.url} refused user {settings.user!r}: "
+        "check ARKS_NATS__USER / ARKS_NATS__PASSWORD"
+    )
 
 
 # ----------------------------------------------------------------------------- KV watch
@@ -244,26 +262,66 @@ class Bus:
             state.generation += 1
             log.info("nats reconnected")
 
-        async def on_error(exc: Exception) -> None:
-            log.debug("nats error: %s", exc)
+        refused = asyncio.Event()
 
+        async def on_error(exc: Exception) -> None:
+            text = str(exc).lower()
+            if isinstance(exc, nats.errors.AuthorizationError) or any(
+                marker in text for marker in _AUTH_ERRORS
+            ):
+                refused.set()
+                log.error("%s", auth_refused_message(settings))
+            elif "permissions violation" in text:
+                log.error("NATS denied user %r: %s (see docs/security.md)", settings.user, exc)
+            else:
+                log.debug("nats error: %s", exc)
+
+        password = settings.password.get_secret_value() if settings.password else None
         # With unlimited reconnect attempts nats-py also retries the *first* connection
         # forever (every reconnect_time_wait), so the deadline is ours to enforce.
+        nc = NATS()
+        connecting = asyncio.ensure_future(
+            nc.connect(
+                servers=settings.servers,
+                name=name,
+                user=settings.user,
+                password=password,
+                inbox_prefix=settings.inbox_prefix,
+                # nats-py annotates these as int but takes seconds as floats.
+                connect_timeout=settings.connect_timeout,  # type: ignore[arg-type]
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,  # type: ignore[arg-type]
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+                error_cb=on_error,
+            )
+        )
+        watching = asyncio.ensure_future(refused.wait())
         try:
-            async with asyncio.timeout(settings.connect_deadline):
-                nc = await nats.connect(
-                    servers=settings.servers,
-                    name=name,
-                    connect_timeout=settings.connect_timeout,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    disconnected_cb=on_disconnect,
-                    reconnected_cb=on_reconnect,
-                    error_cb=on_error,
-                )
-        except (OSError, nats.errors.Error, TimeoutError) as exc:
+            done, _ = await asyncio.wait(
+                {connecting, watching},
+                timeout=settings.connect_deadline,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if connecting in done:
+                connecting.result()
+            elif watching in done:
+                raise PermanentError(auth_refused_message(settings))
+            else:
+                raise RetryableError(f"cannot reach NATS at {settings.url}")
+        except (OSError, nats.errors.Error, TimeoutError, ArksError) as exc:
+            for task in (connecting, watching):
+                task.cancel()
+            await asyncio.gather(connecting, watching, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await nc.close()  # the half-open socket of the last attempt
+            if isinstance(exc, ArksError):
+                raise
             raise RetryableError(f"cannot reach NATS at {settings.url}: {exc!r}") from exc
+        finally:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
         bus = cls(nc, settings)
         bus._state = state
         return bus
@@ -286,12 +344,22 @@ class Bus:
             await self.nc.close()
 
     # ------------------------------------------------------------------ topology
-    async def ensure_topology(self) -> None:
-        """Create or update every stream and bucket; safe to call from many services."""
+    async def ensure_topology(self, role: access.NatsRole | None = None) -> None:
+        """Create or update the streams and buckets `role` owns (all of them without a
+        role); safe to call from many services at once."""
         for config in STREAMS:
-            await self.ensure_stream(config)
+            assert config.name is not None
+            if role is None or role.owns_stream(config.name):
+                await self.ensure_stream(config)
         for bucket in BUCKETS:
-            await self.ensure_bucket(bucket)
+            if role is None or role.owns_bucket(bucket.bucket):
+                await self.ensure_bucket(bucket)
+
+    async def ensure_own_topology(self, service: str) -> None:
+        """What the service with NATS role `service` (`access.ROUTER`, ...) owns, when
+        it logs in as a user; everything on an anonymous connection, where no service
+        could wait for an owner that holds more rights than it does."""
+        await self.ensure_topology(access.ROLES[service] if self.settings.user else None)
 
     async def ensure_stream(self, config: StreamConfig) -> None:
         assert config.name is not None

@@ -4,11 +4,17 @@ Each service defines one `ServiceSettings` subclass, builds it once at start-up 
 passes it down; nothing reads the environment anywhere else. Environment variables
 use the `ARKS_` prefix and `__` between nested groups, e.g. `ARKS_NATS__URL`,
 `ARKS_REDIS__URL`, `ARKS_HEALTH__PORT`, `ARKS_TELEMETRY__LOG_LEVEL`.
+
+Broker credentials (docs/security.md): `ARKS_NATS__USER` / `ARKS_NATS__PASSWORD` /
+`ARKS_NATS__INBOX_PREFIX` and `ARKS_REDIS__USERNAME` / `ARKS_REDIS__PASSWORD`. Passwords
+are `SecretStr`: they never show in reprs, logs or error messages.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from urllib.parse import quote
+
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,15 +25,40 @@ class NatsSettings(BaseModel):
         60.0, gt=0, description="Give up starting if NATS cannot be reached for this long."
     )
     request_timeout: float = Field(5.0, gt=0, description="Seconds for JetStream API calls.")
+    user: str | None = Field(None, description="NATS user name (none: connect anonymously).")
+    password: SecretStr | None = Field(None, description="Password of `user`.")
+    inbox_prefix: str = Field(
+        "_INBOX",
+        pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$",
+        description="Subject prefix of this client's reply inboxes; with per-service users "
+        "each user may only subscribe below its own (`_INBOX_<user>`).",
+    )
 
     @property
     def servers(self) -> list[str]:
         return [s.strip() for s in self.url.split(",") if s.strip()]
 
+    def authenticated_servers(self) -> list[str]:
+        """`servers` with `user:password@` in each URL, for clients that take credentials
+        only that way (the accountant's wire connection). Never log these."""
+        if self.user is None or self.password is None:
+            return self.servers
+        credentials = (
+            f"{quote(self.user, safe='')}:{quote(self.password.get_secret_value(), safe='')}@"
+        )
+        out = []
+        for server in self.servers:
+            scheme, sep, rest = server.rpartition("://")
+            host = rest.rpartition("@")[2]
+            out.append(f"{scheme}{sep}{credentials}{host}" if sep else f"{credentials}{host}")
+        return out
+
 
 class RedisSettings(BaseModel):
     url: str = Field("redis://127.0.0.1:6379/0", description="Redis/Valkey URL.")
     socket_timeout: float = Field(2.0, gt=0)
+    username: str | None = Field(None, description="Valkey ACL user (none: `default`).")
+    password: SecretStr | None = Field(None, description="Password of `username`.")
 
 
 class TelemetrySettings(BaseModel):

@@ -15,6 +15,12 @@ rely on, so the same code paths serve both platforms:
 - `watch()` yields a snapshot of every object of the watched kinds, then changes, and a
   fresh snapshot after any NATS reconnect (see `messaging.Bus.watch`).
 
+Secrets at rest: an ArksToken is stored with `spec.tokenSha256` in place of `spec.token`
+(hashed on every write, before anything reaches NATS), every ArksToken write rolls up
+the key (no older revision stays in the bucket's history), and a delete purges the key
+with all its revisions. `scrub_tokens()` rewrites objects stored by an older Arks that
+still hold a plaintext token.
+
 Objects travel as JSON dicts (what kubectl shows); `resources.parse_resource()` types them.
 """
 
@@ -31,8 +37,12 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 import orjson
+from nats.js.api import Header
+from nats.js.kv import KV_OP as KV_OPERATION
+from nats.js.kv import KV_PURGE
+from nats.js.kv import MSG_ROLLUP_SUBJECT as ROLLUP_SUBJECT
 
-from arks_common import resources, subjects
+from arks_common import access, resources, subjects
 from arks_common.errors import PermanentError, RetryableError
 from arks_common.messaging import Bus, KvChange, KvSnapshot
 
@@ -97,9 +107,24 @@ def now_rfc3339() -> str:
 
 
 def normalize(obj: Obj) -> Obj:
-    """Validate and default an object as the API server would; keeps server-set metadata."""
+    """Validate and default an object as the API server would; keeps server-set metadata.
+    An ArksToken's bearer token is replaced by its sha256 (the store never keeps it)."""
     typed = resources.parse_resource(obj)
+    if isinstance(typed, resources.ArksToken) and typed.spec.token is not None:
+        typed = typed.model_copy(update={"spec": typed.spec.hashed()})
     return resources.dump_resource(typed)
+
+
+def _without_token(body: Obj) -> Obj:
+    """`body` with an ArksToken's `spec.token` replaced by `spec.tokenSha256`."""
+    spec = body.get("spec")
+    if body.get("kind") != "ArksToken" or not isinstance(spec, dict) or "token" not in spec:
+        return body
+    clean = copy.deepcopy(body)
+    token = clean["spec"].pop("token")
+    if token:
+        clean["spec"]["tokenSha256"] = resources.hash_token(str(token))
+    return clean
 
 
 class ResourceStore:
@@ -288,28 +313,74 @@ class ResourceStore:
         raise ConflictError(f"finalizers of {kind} {namespace}/{name} keep changing; retry")
 
     async def _delete_at(self, ref: ObjectRef, version: int) -> bool:
-        """Delete if still at `version`; False when it changed meanwhile (read and retry)."""
-        kv = await self._kv()
+        """Purge if still at `version` (the key and every revision of it); False when it
+        changed meanwhile (read and retry)."""
+        await self._kv()
+        headers = {KV_OPERATION: KV_PURGE, Header.ROLLUP: ROLLUP_SUBJECT}
         try:
-            await kv.delete(ref.key, last=version)
-        except nats.js.errors.BadRequestError as exc:
-            # nats-py maps a stale revision to KeyWrongLastSequenceError on update but
-            # leaves it a plain BadRequestError (10071) on delete.
-            if isinstance(exc, nats.js.errors.KeyWrongLastSequenceError) or exc.err_code in (
-                10071,
-                10164,
-            ):
-                return False
-            raise
+            await self._write(ref, b"", headers, version)
+        except ConflictError:
+            return False
         return True
 
     async def _cas(self, ref: ObjectRef, body: Obj, version: int) -> Obj:
         kv = await self._kv()
-        try:
-            revision = await kv.update(ref.key, _encode(body), last=version)
-        except nats.js.errors.KeyWrongLastSequenceError as exc:
-            raise ConflictError(f"{ref.kind} {ref.namespace}/{ref.name} changed") from exc
+        body = _without_token(body)
+        if ref.kind != "ArksToken":
+            try:
+                revision = await kv.update(ref.key, _encode(body), last=version)
+            except nats.js.errors.KeyWrongLastSequenceError as exc:
+                raise ConflictError(f"{ref.kind} {ref.namespace}/{ref.name} changed") from exc
+            return _with_version(body, revision)
+        # A rollup: the bucket keeps no earlier revision of a token (one stored by an
+        # older Arks may have held the plaintext).
+        revision = await self._write(ref, _encode(body), {Header.ROLLUP: ROLLUP_SUBJECT}, version)
         return _with_version(body, revision)
+
+    async def _write(self, ref: ObjectRef, data: bytes, headers: dict[str, str], last: int) -> int:
+        """Publish to the key's subject if the key is still at revision `last`."""
+        headers = {**headers, Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(last)}
+        subject = access.kv_subject(subjects.RESOURCES_BUCKET, ref.key)
+        try:
+            ack = await self.bus.js.publish(subject, data, headers=headers)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code in (10071, 10164):  # wrong last sequence: it changed
+                raise ConflictError(f"{ref.kind} {ref.namespace}/{ref.name} changed") from exc
+            raise
+        except (nats.errors.Error, OSError) as exc:
+            raise RetryableError(f"resource store unavailable: {exc}") from exc
+        return int(ack.seq)
+
+    async def scrub_tokens(self) -> int:
+        """Rewrite every ArksToken stored with a plaintext token (by an older Arks) with
+        its digest, dropping the earlier revisions; returns how many were rewritten."""
+        rewritten = 0
+        for obj in await self.list("ArksToken"):
+            if "token" not in (obj.get("spec") or {}):
+                continue
+            ref = ObjectRef.of(obj)
+            for _ in range(self.attempts):
+                current = await self._raw(ref)
+                if current is None or "token" not in (current[0].get("spec") or {}):
+                    break
+                try:
+                    await self._cas(ref, current[0], current[1])
+                    rewritten += 1
+                    break
+                except ConflictError:
+                    continue
+        return rewritten
+
+    async def _raw(self, ref: ObjectRef) -> tuple[Obj, int] | None:
+        kv = await self._kv()
+        try:
+            entry = await kv.get(ref.key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        if entry.value is None:
+            return None
+        obj: Obj = orjson.loads(entry.value)
+        return obj, entry.revision
 
     # ---------------------------------------------------------------- watch
     async def watch(

@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator
 
 import nats.errors
-import redis.asyncio as aioredis
 
 from arks_accountant.accounting import Accountant, Clock
 from arks_accountant.consuming import consume_lane, ensure_consumer
@@ -34,7 +32,7 @@ from arks_accountant.status_writing import StatusLoop
 from arks_accountant.sweeping import sweep_forever
 from arks_accountant.watching import CHECKS, CONSUMER_CHECK, watch_health
 from arks_accountant.wire import Wire
-from arks_common import subjects
+from arks_common import access, subjects, valkey
 from arks_common.errors import RetryableError
 from arks_common.events import utcnow
 from arks_common.messaging import Bus, ConsumerSpec
@@ -105,7 +103,7 @@ async def consume(
                     spec,
                     accountant.handler(lane),
                     stop,
-                    inbox=f"_INBOX.{secrets.token_hex(10)}",
+                    inbox=wire.new_inbox(),
                     on_acks_sent=lane.acks_sent,
                     batch_size=accountant.batch_size,
                 )
@@ -126,20 +124,18 @@ def make_lifespan(
         service.health.require(*CHECKS)
         bus = await Bus.connect(settings.nats, name=f"{NAME}-{settings.instance_id}")
         wire = Wire(
-            settings.nats.servers,
+            settings.nats.authenticated_servers(),
             name=f"{NAME}-{settings.instance_id}-wire",
             connect_timeout=settings.nats.connect_timeout,
+            inbox_prefix=settings.nats.inbox_prefix,
         )
         try:
             await wire.connect(settings.nats.connect_deadline)
-            await bus.ensure_topology()
-            client = aioredis.Redis.from_url(
-                settings.redis.url,
-                socket_timeout=settings.redis.socket_timeout,
-                socket_connect_timeout=settings.redis.socket_timeout,
-            )
+            await bus.ensure_own_topology(access.ACCOUNTANT)
+            client = valkey.client(settings.redis)
             cleanup = contextlib.AsyncExitStack()
             try:
+                await valkey.verify(client, settings.redis)
                 specs = QuotaSpecs()
                 accountant = Accountant(
                     bus=bus,

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import secrets
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -251,9 +252,12 @@ class Wire:
         connect_timeout: float = 2.0,
         ping_interval: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
+        inbox_prefix: str = "_INBOX",
     ) -> None:
         if not servers:
             raise PermanentError("no NATS server configured")
+        self.inbox_prefix = inbox_prefix
+        """Reply subjects start with this (a NATS user may subscribe only below its own)."""
         self._servers = [Server.parse(url) for url in servers]
         self._name = name
         self._connect_timeout = connect_timeout
@@ -277,6 +281,10 @@ class Wire:
     @property
     def connected(self) -> bool:
         return self._up
+
+    def new_inbox(self) -> str:
+        """A fresh reply subject below `inbox_prefix`."""
+        return f"{self.inbox_prefix}.{secrets.token_hex(10)}"
 
     @property
     def max_payload(self) -> int:

@@ -27,7 +27,7 @@ from typing import cast
 
 from nats.aio.msg import Msg
 
-from arks_common import subjects
+from arks_common import access, subjects
 from arks_common.errors import RetryableError
 from arks_common.events import ModelCacheJob, ModelCacheProgress, ModelCacheResult, decode_as
 from arks_common.messaging import Bus, ConsumerSpec, per_message
@@ -198,7 +198,7 @@ async def lifespan(service: Service) -> AsyncIterator[None]:
     downloading.configure_http(settings.hub.proxy)
     bus = await Bus.connect(settings.nats, name=service.name)
     try:
-        await bus.ensure_topology()
+        await bus.ensure_own_topology(access.MODEL_CACHE)
         async with AsyncExitStack() as stack:
             roots = CacheRoots(settings, stack)
             await roots.get(None)

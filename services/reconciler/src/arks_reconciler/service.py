@@ -20,6 +20,7 @@ from typing import cast
 
 import httpx
 
+from arks_common import access
 from arks_common.errors import PermanentError
 from arks_common.messaging import Bus
 from arks_common.runtime import Service
@@ -63,7 +64,7 @@ async def lifespan(service: Service) -> AsyncIterator[None]:
     service.health.require("nats", "synced")
     bus = await Bus.connect(settings.nats, name=service.name)
     try:
-        await bus.ensure_topology()
+        await bus.ensure_own_topology(access.RECONCILER)
         service.health.set("nats", True)
         async with httpx.AsyncClient(trust_env=False, timeout=5.0) as client:
             platform: Platform = build_platform(settings, bus, client)

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from arks_common import access
 from arks_common.messaging import Bus
 from arks_common.runtime import HttpApp, Service, health_routes
 from arks_router import api_errors, governing, upstreams, watching
@@ -155,7 +156,8 @@ async def lifespan(service: Service) -> AsyncIterator[HttpApp]:
     session = upstreams.open_session(settings.upstream)
     publisher = UsagePublisher(bus, Spool(settings.usage.spool_dir), settings.usage, metrics)
     try:
-        await bus.ensure_topology()
+        await redis_client.verify(settings.redis)
+        await bus.ensure_own_topology(access.ROUTER)
         await publisher.open()
         governor = governing.Governor(
             redis_client, settings, on_unavailable=metrics.governance_unavailable.inc

@@ -112,7 +112,13 @@ def quota_plan(spec: QuotaSpec, endpoint: str, estimate: Estimate, period: str) 
 
 
 def connect(settings: RouterSettings) -> pipelining.PipelinedRedis:
-    return pipelining.PipelinedRedis(settings.redis.url, timeout=settings.redis.socket_timeout)
+    redis = settings.redis
+    return pipelining.PipelinedRedis(
+        redis.url,
+        timeout=redis.socket_timeout,
+        username=redis.username,
+        password=redis.password.get_secret_value() if redis.password else None,
+    )
 
 
 class Governor:

@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from arks_common import ledger
 from arks_common.events import EndpointGrant
 from arks_common.ledger import quota_tag
 from arks_router.settings import GovernanceSettings
@@ -91,4 +92,4 @@ def slot_tag(namespace: str, token_name: str, endpoint: str, quota: str | None) 
 
 
 def window_key(tag: str, namespace: str, token_name: str, endpoint: str, rule: str) -> str:
-    return f"arks:rl:{tag}:{namespace}/{token_name}/{endpoint}:{rule}"
+    return f"{ledger.RATE_LIMIT_ROOT}{tag}:{namespace}/{token_name}/{endpoint}:{rule}"

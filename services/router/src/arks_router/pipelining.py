@@ -10,11 +10,15 @@ resolves them as replies arrive. No pool, no lock on the request path.
 
 Scope: RESP2 replies, `redis://[user:password@]host[:port][/db]` URLs, EVALSHA with a
 transparent SCRIPT LOAD on NOSCRIPT (safe: NOSCRIPT means the script did not run).
+Every (re)connection starts with `AUTH <user> <password>` when credentials are given
+(`username`/`password`, which win over the URL's).
 
 Failure modes: a refused or broken connection, or a reply slower than `timeout`,
 fails the command with `ConnectionError` / `TimeoutError` and closes the connection,
 failing every command still waiting on it (their replies would be ambiguous); the
-next command reconnects. An error reply raises `ReplyError` for that command only.
+next command reconnects. An error reply raises `ReplyError` for that command only;
+`CredentialsRefused` (a ReplyError) when the server refuses the user or password, or
+the user may not run a command. `verify()` turns that into a PermanentError at start-up.
 """
 
 from __future__ import annotations
@@ -22,11 +26,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
+
+from arks_common import valkey
+from arks_common.errors import PermanentError
+from arks_common.settings import RedisSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,14 @@ Reply = int | bytes | list[Any] | None
 
 class ReplyError(Exception):
     """Redis answered this command with an error."""
+
+
+class CredentialsRefused(ReplyError):
+    """Valkey refused the user or password (WRONGPASS, NOAUTH), or the user may not run
+    the command (NOPERM)."""
+
+
+_REFUSALS = ("WRONGPASS", "NOAUTH", "NOPERM")
 
 
 class Script:
@@ -121,6 +138,8 @@ class _Connection:
                 if future.done():
                     continue  # its caller timed out or went away
                 if isinstance(reply, ReplyError):
+                    if str(reply).startswith(_REFUSALS):
+                        reply = CredentialsRefused(str(reply))
                     future.set_exception(reply)
                 else:
                     future.set_result(reply)
@@ -156,8 +175,18 @@ class _Connection:
 
 
 class PipelinedRedis:
-    def __init__(self, url: str, *, timeout: float) -> None:
-        self._target = Target.parse(url)
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        target = Target.parse(url)
+        if password is not None:
+            target = dataclasses.replace(target, username=username, password=password)
+        self._target = target
         self._timeout = timeout
         self._connection: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
@@ -174,6 +203,16 @@ class PipelinedRedis:
 
     async def execute(self, *args: str | int | bytes) -> Reply:
         return await self._call(encode(*args))
+
+    async def verify(self, settings: RedisSettings) -> None:
+        """PING once at start-up: refused credentials are a PermanentError naming the
+        settings to fix; a server that cannot be reached yet is only logged."""
+        try:
+            await self.execute("PING")
+        except CredentialsRefused as exc:
+            raise PermanentError(valkey.refused_message(settings, str(exc))) from exc
+        except (ConnectionError, TimeoutError, OSError, ReplyError) as exc:
+            log.warning("valkey at %s is not reachable yet: %s", settings.url, exc)
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None

@@ -1,8 +1,11 @@
 """ArksToken: a bearer token granting, per endpoint, rate limits and a quota.
 
-The token string is a `SecretStr`: it never shows in reprs or logs, but dumps (the storage
-format) carry it, as the upstream CR does. `hash_token` is the one digest every component
-uses to key tokens (KV, caches), so that only hashes travel.
+The token string is a `SecretStr`: it never shows in reprs or logs. Upstream's CR holds
+it in `spec.token`; ours may hold only its digest, `spec.tokenSha256` (our extension),
+which is all that verifying a bearer token needs: the local resource store replaces a
+written `spec.token` with it (`hashed()`), so no plaintext token is stored, and on
+Kubernetes an operator may commit the digest instead of the token. `hash_token` is the
+one digest every component uses to key tokens (KV, caches), so that only hashes travel.
 """
 
 from __future__ import annotations
@@ -10,7 +13,14 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, WithJsonSchema, field_serializer, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    WithJsonSchema,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from arks_common.resources.meta import (
     ArksBaseModel,
@@ -77,21 +87,44 @@ class Qos(ArksBaseModel):
 class ArksTokenSpec(ArksBaseModel):
     """Desired state of an ArksToken."""
 
-    token: TokenString = Field(
-        description="The bearer token clients send (stored in the object, as upstream)."
+    token: TokenString | None = Field(
+        None,
+        description="The bearer token clients send (upstream). Give this or tokenSha256; "
+        "the local store keeps only its sha256.",
+    )
+    token_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Hex sha256 of the bearer token, instead of the token itself.",
     )
     qos: list[Qos] = Field(description="Grants, one per endpoint.")
 
     @field_validator("token")
     @classmethod
-    def _not_empty(cls, token: SecretStr) -> SecretStr:
-        if not token.get_secret_value():
+    def _not_empty(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and not token.get_secret_value():
             raise ValueError("must not be empty")
         return token
 
+    @model_validator(mode="after")
+    def _token_or_digest(self) -> ArksTokenSpec:
+        if self.token is None and self.token_sha256 is None:
+            raise ValueError("give spec.token (the bearer token) or spec.tokenSha256")
+        if (
+            self.token is not None
+            and self.token_sha256 is not None
+            and hash_token(self.token.get_secret_value()) != self.token_sha256
+        ):
+            raise ValueError("spec.tokenSha256 is not the sha256 of spec.token")
+        return self
+
     @field_serializer("token", when_used="always")
-    def _reveal(self, token: SecretStr) -> str:
-        return token.get_secret_value()
+    def _reveal(self, token: SecretStr | None) -> str | None:
+        return token.get_secret_value() if token is not None else None
+
+    def hashed(self) -> ArksTokenSpec:
+        """This spec with the token replaced by its digest (what may be stored)."""
+        return self.model_copy(update={"token": None, "token_sha256": self.token_hash()})
 
     def grants(self) -> dict[str, Qos]:
         """Grants by endpoint name; the first entry wins for a repeated endpoint (upstream)."""
@@ -105,7 +138,10 @@ class ArksTokenSpec(ArksBaseModel):
         return self.grants().get(endpoint)
 
     def token_hash(self) -> str:
-        """`hash_token` of this token."""
+        """`hash_token` of this token (`tokenSha256` when only the digest is known)."""
+        if self.token is None:
+            assert self.token_sha256 is not None  # the model validator requires one
+            return self.token_sha256
         return hash_token(self.token.get_secret_value())
 
 

@@ -11,6 +11,11 @@ Fixtures (enabled for the whole repository by the root `conftest.py`, through
 - `bus`: an `arks_common.messaging.Bus` connected to `nats_server`, with every stream
   and bucket created; closed after the test.
 - `redis`: a `redis.asyncio.Redis` client on `valkey_server`.
+- `credentials`: an `arks_common.access.Credentials` (a password per NATS and Valkey user);
+  `secured_nats_server` / `secured_valkey_server`: the same brokers requiring those users
+  with their permissions and ACLs (always embedded, never the `ARKS_TEST_*` servers);
+  `admin_bus`: a Bus on `secured_nats_server` as the admin, with every stream and bucket.
+  `credentials.nats_settings(user, url)` / `.redis_settings(user, url)` log in as a user.
 - an autouse check that fails a test which leaves asyncio tasks running.
 - `shared_reference`: the reference material beside the clone (`../shared`); a test that
   requests it, even indirectly, is marked `conformance` and runs only in

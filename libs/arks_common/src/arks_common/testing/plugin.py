@@ -12,7 +12,7 @@ import nats.js.errors
 import pytest
 import redis.asyncio as aioredis
 
-from arks_common import messaging
+from arks_common import access, messaging
 from arks_common.embedded import NatsServer, ValkeyServer
 from arks_common.settings import NatsSettings
 from arks_common.testing import reference
@@ -69,6 +69,63 @@ def valkey_server(tmp_path: Path) -> Iterator[ValkeyServer | ExternalServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def credentials() -> access.Credentials:
+    """A password for every Arks NATS and Valkey user (one set per test session)."""
+    return access.Credentials.generate()
+
+
+@pytest.fixture(scope="session")
+def _nats_authorization(credentials: access.Credentials) -> str:
+    return credentials.nats_authorization()  # bcrypt once per session, not per test
+
+
+@pytest.fixture
+def secured_nats_server(tmp_path: Path, _nats_authorization: str) -> Iterator[NatsServer]:
+    """nats-server with every Arks user and its permissions (`arks_common.access`)."""
+    server = NatsServer(
+        tmp_path / "nats-secured",
+        log_file=tmp_path / "nats-secured.log",
+        authorization=_nats_authorization,
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def secured_valkey_server(
+    tmp_path: Path, credentials: access.Credentials
+) -> Iterator[ValkeyServer]:
+    """Valkey with the Arks ACL users and `default` switched off."""
+    server = ValkeyServer(
+        tmp_path / "valkey-secured",
+        log_file=tmp_path / "valkey-secured.log",
+        auth=credentials.valkey_auth(),
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def admin_bus(
+    secured_nats_server: NatsServer, credentials: access.Credentials
+) -> AsyncIterator[messaging.Bus]:
+    """A Bus on `secured_nats_server` logged in as the admin, every stream and bucket made."""
+    settings = credentials.nats_settings(access.ADMIN, secured_nats_server.url, connect_deadline=10)
+    connected = await messaging.Bus.connect(settings, name="arks-test-admin")
+    await connected.ensure_topology()
+    try:
+        yield connected
+    finally:
+        await connected.close()
 
 
 async def _wipe_external_nats(bus: messaging.Bus) -> None:

@@ -74,6 +74,9 @@ class LocalPlatform:
         return self.store
 
     async def start(self) -> None:
+        scrubbed = await self.store.scrub_tokens()  # plaintext stored by an older Arks
+        if scrubbed:
+            log.info("replaced the plaintext token of %d ArksToken(s) by its sha256", scrubbed)
         adopted = await self.supervisor.adopt()
         if adopted:
             log.info("adopted %d replica(s) from a previous run", len(adopted))

@@ -298,19 +298,22 @@ async def _raw_nats_py(nats_url: str, count: int, batch: int, max_ack_pending: i
 
 
 async def _raw_wire(
-    nats_url: str, count: int, batch: int, max_ack_pending: int, lanes: int
+    nats_url: str, count: int, batch: int, max_ack_pending: int, lanes: int, link: bool = False
 ) -> None:
-    """Child process: drain with the accountant's consumer lanes over its wire, only acking."""
+    """Child process: drain with the accountant's consumer lanes over its wire (or, with
+    `link`, over nats-py's connection), only acking."""
     import secrets
+    from typing import cast
 
     from arks_accountant.consuming import consume_lane, ensure_consumer
+    from arks_accountant.nats_link import NatsLink
     from arks_accountant.wire import Wire
     from arks_common import messaging, subjects
     from arks_common.settings import NatsSettings
 
     settings = NatsSettings(url=nats_url)
     bus = await messaging.Bus.connect(settings, name="bench-raw-wire")
-    wire = Wire(settings.servers, name="bench-raw-wire")
+    wire = cast(Wire, NatsLink(bus.nc)) if link else Wire(settings.servers, name="bench-raw-wire")
     await wire.connect(10)
     drain = _Drain(count)
     ack = messaging.Ack()
@@ -321,7 +324,7 @@ async def _raw_wire(
 
     spec = messaging.ConsumerSpec(
         stream=subjects.USAGE_STREAM,
-        durable=f"{subjects.ACCOUNTANT_CONSUMER}-raw-wire",
+        durable=f"{subjects.ACCOUNTANT_CONSUMER}-raw-{'link' if link else 'wire'}",
         filter_subject=subjects.USAGE_ALL,
         batch=batch,
         max_ack_pending=max_ack_pending,
@@ -404,6 +407,7 @@ async def _measure_accountant(
     count: int,
     processes: int,
     tag: str,
+    transport: str = "wire",
 ) -> tuple[float, _CpuMeter]:
     import redis.asyncio as aioredis
 
@@ -416,6 +420,7 @@ async def _measure_accountant(
         "ARKS_REDIS__URL": redis_url,
         "ARKS_STATUS__WRITER": "none",
         "ARKS_TELEMETRY__LOG_LEVEL": "WARNING",
+        "ARKS_CONSUMER__TRANSPORT": transport,
     }
     base = int(await client.hget(key, "requests") or 0)
     target = base + count
@@ -424,7 +429,7 @@ async def _measure_accountant(
     cms = [
         process(
             [venv_bin("arks-accountant")],
-            log=ctx.workdir / f"accountant-{tag}-{i}.log",
+            log=ctx.workdir / f"accountant-{transport}-{tag}-{i}.log",
             env={**env, "ARKS_HEALTH__PORT": str(free_port())},
         )
         for i in range(processes)
@@ -543,9 +548,12 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
     samples: dict[str, list[float]] = {
         "raw_nats_py": [],
         "raw_wire": [],
+        "raw_link": [],
         "accountant_1": [],
+        "accountant_1_nats_py": [],
         "raw_wire_2": [],
         "accountant_2": [],
+        "accountant_2_nats_py": [],
     }
     cpu: dict[str, dict[str, float]] = {}
     try:
@@ -560,12 +568,29 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
             raw_wire, meter = await _measure_raw(ctx, "raw-wire", nats.url, count, 1, f"{rep}")
             samples["raw_wire"].append(raw_wire)
             cpu["raw_wire_1"] = meter.per_event(count)
-            rate, meter = await _measure_accountant(ctx, nats.url, valkey.url, count, 1, f"1-{rep}")
-            samples["accountant_1"].append(rate)
-            cpu["accountant_1"] = meter.per_event(count)
+            raw_link, meter = await _measure_raw(ctx, "raw-link", nats.url, count, 1, f"{rep}")
+            samples["raw_link"].append(raw_link)
+            cpu["raw_link_1"] = meter.per_event(count)
+            # the two accountant variants alternate which goes first
+            order = ["wire", "nats-py"] if rep % 2 == 0 else ["nats-py", "wire"]
+            for i, transport in enumerate(order):
+                if i:  # fresh events for the second variant
+                    usage = _events(count)
+                    published += usage
+                    await _publish(nats.url, usage)
+                    await _reserve(valkey.url, usage)
+                name = "accountant_1" if transport == "wire" else "accountant_1_nats_py"
+                rate, meter = await _measure_accountant(
+                    ctx, nats.url, valkey.url, count, 1, f"1-{rep}", transport
+                )
+                samples[name].append(rate)
+                cpu[name] = meter.per_event(count)
             ctx.note(
-                f"rep {rep + 1}: raw nats-py {raw:,.0f}/s, raw wire {raw_wire:,.0f}/s, "
-                f"accountant (1 process) {rate:,.0f}/s; CPU µs/event {cpu['accountant_1']}"
+                f"rep {rep + 1}: raw nats-py {raw:,.0f}/s, raw wire {raw_wire:,.0f}/s, raw "
+                f"link {raw_link:,.0f}/s, accountant (1 process) wire "
+                f"{samples['accountant_1'][-1]:,.0f}/s, nats-py "
+                f"{samples['accountant_1_nats_py'][-1]:,.0f}/s; CPU µs/event "
+                f"{cpu['accountant_1']} / {cpu['accountant_1_nats_py']}"
             )
         for rep in range(reps):
             usage = _events(count)
@@ -575,14 +600,24 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
             raw2, meter = await _measure_raw(ctx, "raw-wire", nats.url, count, 2, f"2-{rep}")
             samples["raw_wire_2"].append(raw2)
             cpu["raw_wire_2"] = meter.per_event(count)
-            rate2, meter = await _measure_accountant(
-                ctx, nats.url, valkey.url, count, 2, f"2-{rep}"
-            )
-            samples["accountant_2"].append(rate2)
-            cpu["accountant_2"] = meter.per_event(count)
+            order = ["wire", "nats-py"] if rep % 2 == 0 else ["nats-py", "wire"]
+            for i, transport in enumerate(order):
+                if i:
+                    usage = _events(count)
+                    published += usage
+                    await _publish(nats.url, usage)
+                    await _reserve(valkey.url, usage)
+                name = "accountant_2" if transport == "wire" else "accountant_2_nats_py"
+                rate2, meter = await _measure_accountant(
+                    ctx, nats.url, valkey.url, count, 2, f"2-{rep}", transport
+                )
+                samples[name].append(rate2)
+                cpu[name] = meter.per_event(count)
             ctx.note(
                 f"rep {rep + 1}: raw wire (2 processes) {raw2:,.0f}/s, accountant "
-                f"(2 processes) {rate2:,.0f}/s; CPU µs/event {cpu['accountant_2']}"
+                f"(2 processes) wire {samples['accountant_2'][-1]:,.0f}/s, nats-py "
+                f"{samples['accountant_2_nats_py'][-1]:,.0f}/s; CPU µs/event "
+                f"{cpu['accountant_2']} / {cpu['accountant_2_nats_py']}"
             )
         check = await _verify(nats.url, valkey.url, published)
         ctx.note(
@@ -614,6 +649,8 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
             f"{rate:,.0f} events/s applied exactly once by 1 process, {rate2:,.0f}/s by 2 "
             f"(medians of {reps}); raw consume, 1 process: nats-py {med['raw_nats_py']:,.0f}/s "
             f"({ratio_py:.0%}), lean wire {med['raw_wire']:,.0f}/s ({ratio_wire:.0%}); "
+            f"on nats-py's connection: {med['accountant_1_nats_py']:,.0f}/s by 1 process, "
+            f"{med['accountant_2_nats_py']:,.0f}/s by 2, raw {med['raw_link']:,.0f}/s; "
             f"totals exact: {check['exact']}"
         ),
         "verdict": verdict,
@@ -625,6 +662,9 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
         "raw_consume_per_s": round(med["raw_nats_py"]),
         "raw_wire_consume_per_s": round(med["raw_wire"]),
         "raw_wire_consume_per_s_2_processes": round(med["raw_wire_2"]),
+        "raw_link_consume_per_s": round(med["raw_link"]),
+        "applied_per_s_nats_py": round(med["accountant_1_nats_py"]),
+        "applied_per_s_2_processes_nats_py": round(med["accountant_2_nats_py"]),
         "ratio": round(ratio_py, 3),
         "ratio_vs_raw_wire": round(ratio_wire, 3),
         "ratio_2_processes_vs_raw_wire_2": round(ratio2_wire, 3),
@@ -643,9 +683,9 @@ def _main(argv: list[str]) -> None:
         nats_url, count, batch, pending = argv[1], int(argv[2]), int(argv[3]), int(argv[4])
         uvloop.run(_raw_nats_py(nats_url, count, batch, pending))
         return
-    if argv[:1] == ["raw-wire"] and len(argv) == 6:
+    if argv[:1] in (["raw-wire"], ["raw-link"]) and len(argv) == 6:
         nats_url, count, batch, pending, lanes = argv[1], *map(int, argv[2:6])
-        uvloop.run(_raw_wire(nats_url, count, batch, pending, lanes))
+        uvloop.run(_raw_wire(nats_url, count, batch, pending, lanes, argv[0] == "raw-link"))
         return
     raise SystemExit(
         "usage: python -m bench.b_accountant raw|raw-wire <nats-url> <count> <batch> "

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from typing import cast
 
 import nats.errors
 import redis.asyncio as aioredis
@@ -27,6 +28,7 @@ from arks_accountant.evaluating import evaluate_forever
 from arks_accountant.kube_status import KubernetesStatusWriter, api_client
 from arks_accountant.local_status import LocalStatusWriter
 from arks_accountant.metrics import Metrics
+from arks_accountant.nats_link import NatsLink
 from arks_accountant.settings import AccountantSettings
 from arks_accountant.specs import QuotaSpecs
 from arks_accountant.status import StatusWriter
@@ -125,10 +127,14 @@ def make_lifespan(
         metrics = Metrics.create(service.registry)
         service.health.require(*CHECKS)
         bus = await Bus.connect(settings.nats, name=f"{NAME}-{settings.instance_id}")
-        wire = Wire(
-            settings.nats.servers,
-            name=f"{NAME}-{settings.instance_id}-wire",
-            connect_timeout=settings.nats.connect_timeout,
+        wire = (
+            cast(Wire, NatsLink(bus.nc))
+            if settings.consumer.transport == "nats-py"
+            else Wire(
+                settings.nats.servers,
+                name=f"{NAME}-{settings.instance_id}-wire",
+                connect_timeout=settings.nats.connect_timeout,
+            )
         )
         try:
             await wire.connect(settings.nats.connect_deadline)

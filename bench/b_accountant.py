@@ -302,7 +302,6 @@ async def _raw_wire(
 ) -> None:
     """Child process: drain with the accountant's consumer lanes over its wire (or, with
     `link`, over nats-py's connection), only acking."""
-    import secrets
     from typing import cast
 
     from arks_accountant.consuming import consume_lane, ensure_consumer
@@ -344,7 +343,7 @@ async def _raw_wire(
                             spec,
                             handle,
                             drain.stop,
-                            inbox=f"_INBOX.{secrets.token_hex(10)}",
+                            inbox=wire.new_inbox(),
                         )
                     )
             keeper_stop.set()

@@ -8,7 +8,7 @@ use the `ARKS_` prefix and `__` between nested groups, e.g. `ARKS_NATS__URL`,
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +19,9 @@ class NatsSettings(BaseModel):
         60.0, gt=0, description="Give up starting if NATS cannot be reached for this long."
     )
     request_timeout: float = Field(5.0, gt=0, description="Seconds for JetStream API calls.")
+    user: str | None = None
+    password: SecretStr | None = None
+    inbox_prefix: str = "_INBOX"
 
     @property
     def servers(self) -> list[str]:
@@ -28,6 +31,8 @@ class NatsSettings(BaseModel):
 class RedisSettings(BaseModel):
     url: str = Field("redis://127.0.0.1:6379/0", description="Redis/Valkey URL.")
     socket_timeout: float = Field(2.0, gt=0)
+    username: str | None = None
+    password: SecretStr | None = None
 
 
 class TelemetrySettings(BaseModel):

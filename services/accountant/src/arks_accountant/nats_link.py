@@ -101,6 +101,9 @@ class NatsLink:
     def max_payload(self) -> int:
         return int(self._nc.max_payload)
 
+    def new_inbox(self) -> str:
+        return self._nc.new_inbox()
+
     async def connect(self, deadline: float) -> None:
         """Nothing to do: `Bus.connect` connected nats-py already."""
 

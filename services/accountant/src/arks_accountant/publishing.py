@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
@@ -159,7 +158,7 @@ class JetStreamPublisher:
     # ------------------------------------------------------------------ replies
     def _subscribe(self) -> None:
         if not self._prefix:
-            inbox = f"_INBOX.{secrets.token_hex(10)}"
+            inbox = self._wire.new_inbox()
             self._wire.subscribe(f"{inbox}.*", self._on_reply)
             self._wire.on_lost(self._on_lost)
             self._prefix = f"{inbox}.".encode()

@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from typing import cast
 
 import nats.errors
 import redis.asyncio as aioredis
+import redis.exceptions
+from pydantic import SecretStr
 
 from arks_accountant.accounting import Accountant, Clock
 from arks_accountant.consuming import consume_lane, ensure_consumer
@@ -37,7 +38,7 @@ from arks_accountant.sweeping import sweep_forever
 from arks_accountant.watching import CHECKS, CONSUMER_CHECK, watch_health
 from arks_accountant.wire import Wire
 from arks_common import subjects
-from arks_common.errors import RetryableError
+from arks_common.errors import PermanentError, RetryableError
 from arks_common.events import utcnow
 from arks_common.messaging import Bus, ConsumerSpec
 from arks_common.runtime import Lifespan, Service
@@ -46,6 +47,27 @@ from arks_common.store import ResourceStore
 log = logging.getLogger(__name__)
 
 NAME = "arks-accountant"
+
+
+def secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+async def check_valkey_credentials(client: aioredis.Redis) -> None:
+    """Stop with the setting to fix when Valkey refuses our credentials; an unreachable
+    Valkey is not an error here (the accountant waits for it)."""
+    try:
+        await client.ping()
+    except redis.exceptions.AuthenticationError as exc:
+        where = client.connection_pool.connection_kwargs
+        await client.aclose()
+        raise PermanentError(
+            f"Valkey at {where.get('host')}:{where.get('port')} refused the accountant's "
+            f"credentials ({exc}): check ARKS_REDIS__USERNAME and ARKS_REDIS__PASSWORD (or "
+            "the user:password in ARKS_REDIS__URL)"
+        ) from exc
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+        pass
 
 
 def consumer_spec(settings: AccountantSettings) -> ConsumerSpec:
@@ -107,7 +129,7 @@ async def consume(
                     spec,
                     accountant.handler(lane),
                     stop,
-                    inbox=f"_INBOX.{secrets.token_hex(10)}",
+                    inbox=wire.new_inbox(),
                     on_acks_sent=lane.acks_sent,
                     batch_size=accountant.batch_size,
                 )
@@ -134,6 +156,9 @@ def make_lifespan(
                 settings.nats.servers,
                 name=f"{NAME}-{settings.instance_id}-wire",
                 connect_timeout=settings.nats.connect_timeout,
+                user=settings.nats.user,
+                password=secret(settings.nats.password),
+                inbox_prefix=settings.nats.inbox_prefix,
             )
         )
         try:
@@ -143,7 +168,10 @@ def make_lifespan(
                 settings.redis.url,
                 socket_timeout=settings.redis.socket_timeout,
                 socket_connect_timeout=settings.redis.socket_timeout,
+                username=settings.redis.username,
+                password=secret(settings.redis.password),
             )
+            await check_valkey_credentials(client)
             cleanup = contextlib.AsyncExitStack()
             try:
                 specs = QuotaSpecs()

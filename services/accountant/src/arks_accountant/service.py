@@ -15,8 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import cast
+from collections.abc import AsyncIterator, Callable
 
 import nats.errors
 import redis.asyncio as aioredis
@@ -29,7 +28,6 @@ from arks_accountant.evaluating import evaluate_forever
 from arks_accountant.kube_status import KubernetesStatusWriter, api_client
 from arks_accountant.local_status import LocalStatusWriter
 from arks_accountant.metrics import Metrics
-from arks_accountant.nats_link import NatsLink
 from arks_accountant.settings import AccountantSettings
 from arks_accountant.specs import QuotaSpecs
 from arks_accountant.status import StatusWriter
@@ -141,8 +139,11 @@ def make_lifespan(
     *,
     clock: Clock = utcnow,
     status_writer: StatusWriter | None = None,
+    hot_path: Callable[[Bus], Wire] | None = None,
 ) -> Lifespan:
-    """The accountant's lifespan; `status_writer` overrides the one `settings` selects."""
+    """The accountant's lifespan; `status_writer` overrides the one `settings` selects,
+    `hot_path` the wire (the benchmark's baseline runs the hot path on nats-py's
+    connection, `bench/nats_py_hot_path.py`)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(service: Service) -> AsyncIterator[None]:
@@ -150,8 +151,8 @@ def make_lifespan(
         service.health.require(*CHECKS)
         bus = await Bus.connect(settings.nats, name=f"{NAME}-{settings.instance_id}")
         wire = (
-            cast(Wire, NatsLink(bus.nc))
-            if settings.consumer.transport == "nats-py"
+            hot_path(bus)
+            if hot_path is not None
             else Wire(
                 settings.nats.servers,
                 name=f"{NAME}-{settings.instance_id}-wire",

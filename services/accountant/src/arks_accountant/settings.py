@@ -44,11 +44,6 @@ class ConsumerSettings(BaseModel):
         description="Concurrent fetch-settle-ack loops in this process: while one waits for "
         "Valkey or NATS another computes.",
     )
-    transport: Literal["wire", "nats-py"] = Field(
-        "wire",
-        description="The hot path's NATS client: the accountant's own wire, or nats-py's "
-        "connection (measurement of issue 11).",
-    )
     unknown_quota_retries: int = Field(
         3,
         ge=1,

@@ -1,9 +1,12 @@
-"""The hot path's NATS surface (what `arks_accountant.wire.Wire` offers) on nats-py's core
-connection, the `nats.aio.client.Client` that `Bus.connect` made.
+"""The benchmark's baseline for the accountant's hot path: what `arks_accountant.wire.Wire`
+offers, on nats-py's core connection (the `nats.aio.client.Client` that `Bus.connect`
+made) instead of the accountant's own protocol code.
 
-Measurement variant (issue 11 §2): the accountant's pull logic (`consuming`), billing
-and ledger publishes (`publishing`) run unchanged on top of this; it is selected with
-`ARKS_CONSUMER__TRANSPORT=nats-py`.
+Issue 11 asked to decide the wire by measurement: `python -m bench accountant` runs the
+unchanged accountant (pull logic in `consuming`, billing and ledger publishes in
+`publishing`) on this adapter beside the real one (`make_lifespan(hot_path=...)`), and
+the accountant keeps its wire only while nats-py's connection falls below 20,000 events/s
+(docs/benchmarks.md has both figures). It is not used by the service.
 
 How each operation maps onto nats-py's public API:
 
@@ -21,7 +24,8 @@ How each operation maps onto nats-py's public API:
 - `on_lost` callbacks run when `run()` sees the connection go down or come back as a new
   one (polled every 50 ms: nats-py's disconnect callback belongs to `Bus`).
 
-Failure modes: `WireDown` from `publish()`/`ping_soon()` while nats-py is not connected;
+Failure modes (of a baseline: enough to measure, not to run a service on): `WireDown`
+from `publish()`/`ping_soon()` while nats-py is not connected;
 `PayloadTooLarge` over the server's max_payload; a publish nats-py refuses later (closed,
 buffer full) is logged and dropped (its message is redelivered or its reply never comes).
 """

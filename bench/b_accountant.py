@@ -20,9 +20,15 @@ Per repetition (`reps`, fresh events each time):
 - raw, wire: one process drains it with the accountant's own consumption code
   (`arks_accountant.consuming` over `arks_accountant.wire`, same lanes, batch and
   ack-pending), doing nothing but ack — the same client machinery as the figure;
+- raw, nats-py link: the same consumption code over `bench/nats_py_hot_path.py` (the
+  wire's operations on nats-py's core connection), doing nothing but ack;
 - accountant, 1 process: one real `arks-accountant` drains it: decode, price, one SETTLE
   script per batch, the durable-ledger write, one BillingRecord per event confirmed by
   the stream, acks;
+- accountant on nats-py, 1 process: the same service with its hot path on nats-py's
+  connection (`make_lifespan(hot_path=...)`), on fresh events; the two accountant
+  variants alternate which goes first. Issue 11: the wire stays only while this one
+  falls below 20,000 events/s;
 - then, on another batch of fresh events: raw wire with 2 processes and 2 accountant
   processes sharing the durable consumer, as a deployment would scale out.
 
@@ -298,19 +304,21 @@ async def _raw_nats_py(nats_url: str, count: int, batch: int, max_ack_pending: i
 
 
 async def _raw_wire(
-    nats_url: str, count: int, batch: int, max_ack_pending: int, lanes: int
+    nats_url: str, count: int, batch: int, max_ack_pending: int, lanes: int, link: bool = False
 ) -> None:
-    """Child process: drain with the accountant's consumer lanes over its wire, only acking."""
-    import secrets
+    """Child process: drain with the accountant's consumer lanes over its wire (or, with
+    `link`, over nats-py's connection), only acking."""
+    from typing import cast
 
     from arks_accountant.consuming import consume_lane, ensure_consumer
     from arks_accountant.wire import Wire
     from arks_common import messaging, subjects
     from arks_common.settings import NatsSettings
+    from bench.nats_py_hot_path import NatsLink
 
     settings = NatsSettings(url=nats_url)
     bus = await messaging.Bus.connect(settings, name="bench-raw-wire")
-    wire = Wire(settings.servers, name="bench-raw-wire")
+    wire = cast(Wire, NatsLink(bus.nc)) if link else Wire(settings.servers, name="bench-raw-wire")
     await wire.connect(10)
     drain = _Drain(count)
     ack = messaging.Ack()
@@ -321,7 +329,7 @@ async def _raw_wire(
 
     spec = messaging.ConsumerSpec(
         stream=subjects.USAGE_STREAM,
-        durable=f"{subjects.ACCOUNTANT_CONSUMER}-raw-wire",
+        durable=f"{subjects.ACCOUNTANT_CONSUMER}-raw-{'link' if link else 'wire'}",
         filter_subject=subjects.USAGE_ALL,
         batch=batch,
         max_ack_pending=max_ack_pending,
@@ -341,7 +349,7 @@ async def _raw_wire(
                             spec,
                             handle,
                             drain.stop,
-                            inbox=f"_INBOX.{secrets.token_hex(10)}",
+                            inbox=wire.new_inbox(),
                         )
                     )
             keeper_stop.set()
@@ -404,6 +412,7 @@ async def _measure_accountant(
     count: int,
     processes: int,
     tag: str,
+    transport: str = "wire",
 ) -> tuple[float, _CpuMeter]:
     import redis.asyncio as aioredis
 
@@ -421,10 +430,15 @@ async def _measure_accountant(
     target = base + count
     first_at = 0.0
     first_count = base
+    argv = (
+        [venv_bin("arks-accountant")]
+        if transport == "wire"
+        else [sys.executable, "-m", "bench.b_accountant", "accountant-nats-py"]
+    )
     cms = [
         process(
-            [venv_bin("arks-accountant")],
-            log=ctx.workdir / f"accountant-{tag}-{i}.log",
+            argv,
+            log=ctx.workdir / f"accountant-{transport}-{tag}-{i}.log",
             env={**env, "ARKS_HEALTH__PORT": str(free_port())},
         )
         for i in range(processes)
@@ -543,7 +557,9 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
     samples: dict[str, list[float]] = {
         "raw_nats_py": [],
         "raw_wire": [],
+        "raw_link": [],
         "accountant_1": [],
+        "accountant_1_nats_py": [],
         "raw_wire_2": [],
         "accountant_2": [],
     }
@@ -560,12 +576,29 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
             raw_wire, meter = await _measure_raw(ctx, "raw-wire", nats.url, count, 1, f"{rep}")
             samples["raw_wire"].append(raw_wire)
             cpu["raw_wire_1"] = meter.per_event(count)
-            rate, meter = await _measure_accountant(ctx, nats.url, valkey.url, count, 1, f"1-{rep}")
-            samples["accountant_1"].append(rate)
-            cpu["accountant_1"] = meter.per_event(count)
+            raw_link, meter = await _measure_raw(ctx, "raw-link", nats.url, count, 1, f"{rep}")
+            samples["raw_link"].append(raw_link)
+            cpu["raw_link_1"] = meter.per_event(count)
+            # the two accountant variants alternate which goes first
+            order = ["wire", "nats-py"] if rep % 2 == 0 else ["nats-py", "wire"]
+            for i, transport in enumerate(order):
+                if i:  # fresh events for the second variant
+                    usage = _events(count)
+                    published += usage
+                    await _publish(nats.url, usage)
+                    await _reserve(valkey.url, usage)
+                name = "accountant_1" if transport == "wire" else "accountant_1_nats_py"
+                rate, meter = await _measure_accountant(
+                    ctx, nats.url, valkey.url, count, 1, f"1-{rep}", transport
+                )
+                samples[name].append(rate)
+                cpu[name] = meter.per_event(count)
             ctx.note(
-                f"rep {rep + 1}: raw nats-py {raw:,.0f}/s, raw wire {raw_wire:,.0f}/s, "
-                f"accountant (1 process) {rate:,.0f}/s; CPU µs/event {cpu['accountant_1']}"
+                f"rep {rep + 1}: raw nats-py {raw:,.0f}/s, raw wire {raw_wire:,.0f}/s, raw "
+                f"link {raw_link:,.0f}/s, accountant (1 process) wire "
+                f"{samples['accountant_1'][-1]:,.0f}/s, nats-py "
+                f"{samples['accountant_1_nats_py'][-1]:,.0f}/s; CPU µs/event "
+                f"{cpu['accountant_1']} / {cpu['accountant_1_nats_py']}"
             )
         for rep in range(reps):
             usage = _events(count)
@@ -614,6 +647,8 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
             f"{rate:,.0f} events/s applied exactly once by 1 process, {rate2:,.0f}/s by 2 "
             f"(medians of {reps}); raw consume, 1 process: nats-py {med['raw_nats_py']:,.0f}/s "
             f"({ratio_py:.0%}), lean wire {med['raw_wire']:,.0f}/s ({ratio_wire:.0%}); "
+            f"hot path on nats-py's connection: {med['accountant_1_nats_py']:,.0f}/s by 1 "
+            f"process, raw {med['raw_link']:,.0f}/s; "
             f"totals exact: {check['exact']}"
         ),
         "verdict": verdict,
@@ -625,6 +660,8 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
         "raw_consume_per_s": round(med["raw_nats_py"]),
         "raw_wire_consume_per_s": round(med["raw_wire"]),
         "raw_wire_consume_per_s_2_processes": round(med["raw_wire_2"]),
+        "raw_link_consume_per_s": round(med["raw_link"]),
+        "applied_per_s_nats_py": round(med["accountant_1_nats_py"]),
         "ratio": round(ratio_py, 3),
         "ratio_vs_raw_wire": round(ratio_wire, 3),
         "ratio_2_processes_vs_raw_wire_2": round(ratio2_wire, 3),
@@ -636,16 +673,36 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
     }
 
 
+def _accountant_nats_py() -> None:
+    """Child process: `arks-accountant` (same settings from the environment, same GC
+    tuning) with its hot path on nats-py's connection."""
+    from typing import cast
+
+    from arks_accountant.__main__ import main
+    from arks_accountant.wire import Wire
+    from arks_common.messaging import Bus
+    from bench.nats_py_hot_path import NatsLink
+
+    def hot_path(bus: Bus) -> Wire:
+        return cast(Wire, NatsLink(bus.nc))
+
+    main(hot_path=hot_path)
+
+
 def _main(argv: list[str]) -> None:
     import uvloop
+
+    if argv == ["accountant-nats-py"]:
+        _accountant_nats_py()
+        return
 
     if argv[:1] == ["raw"] and len(argv) >= 5:
         nats_url, count, batch, pending = argv[1], int(argv[2]), int(argv[3]), int(argv[4])
         uvloop.run(_raw_nats_py(nats_url, count, batch, pending))
         return
-    if argv[:1] == ["raw-wire"] and len(argv) == 6:
+    if argv[:1] in (["raw-wire"], ["raw-link"]) and len(argv) == 6:
         nats_url, count, batch, pending, lanes = argv[1], *map(int, argv[2:6])
-        uvloop.run(_raw_wire(nats_url, count, batch, pending, lanes))
+        uvloop.run(_raw_wire(nats_url, count, batch, pending, lanes, argv[0] == "raw-link"))
         return
     raise SystemExit(
         "usage: python -m bench.b_accountant raw|raw-wire <nats-url> <count> <batch> "

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from arks_accountant import accounting, keys
+from arks_accountant import fetch_limit, keys
 from arks_accountant.deliveries import Delivery
 from arks_accountant.recording import (
     Inflight,
@@ -125,7 +125,7 @@ async def test_lanes_fetch_half_as_much_after_an_entry_over_budget(
         assert accountant.batch_size() == 40  # halved once per entry over budget
         await accountant.handle_batch(await fetch_unacked(bus, settings, 20), lane)
         assert accountant.batch_size() == 20  # still over: this lane kept batch 1's markers
-        monkeypatch.setattr(accounting, "_GROW_AFTER", 0.0)
+        monkeypatch.setattr(fetch_limit, "_GROW_AFTER", 0.0)
         assert [accountant.batch_size() for _ in range(4)] == [30, 45, 67, 80]
 
 

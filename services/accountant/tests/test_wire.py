@@ -16,7 +16,7 @@ from arks_accountant.publishing import JetStreamPublisher
 from arks_accountant.testing import connected_wire, wait_for
 from arks_accountant.wire import PayloadTooLarge, Server, Wire, WireDown
 from arks_common.embedded import NatsServer
-from arks_common.errors import PermanentError, RetryableError
+from arks_common.errors import PermanentError
 
 Received = list[tuple[bytes, bytes, bytes, bytes]]
 
@@ -103,26 +103,6 @@ async def test_a_ping_written_before_a_loss_fails(nats_server):
                 await asyncio.wait_for(pending, 10)
         finally:
             nats_server.start()
-
-
-class _AuthNats(NatsServer):
-    def argv(self) -> list[str]:
-        return [*super().argv(), "--user", "acct", "--pass", "s3cret"]
-
-
-async def test_user_and_password_from_the_url(tmp_path):
-    server = _AuthNats(tmp_path / "nats")
-    server.start()
-    try:
-        base = f"nats://acct:s3cret@127.0.0.1:{server.port}"
-        async with connected_wire(base) as wire:
-            await wire.ping(5)
-        wrong = Wire([f"nats://acct:nope@127.0.0.1:{server.port}"], name="t", connect_timeout=1)
-        with pytest.raises(RetryableError):
-            await wrong.connect(2)
-        await wrong.close()
-    finally:
-        server.stop()
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:

@@ -536,8 +536,7 @@ class Bus:
                 async for update in self._watch_once(watcher, stop, generation):
                     yield update
             finally:
-                with contextlib.suppress(Exception):
-                    await watcher.stop()
+                await _stop_watcher(watcher)
 
     async def _watch_once(
         self, watcher: Any, stop: asyncio.Event, generation: int
@@ -567,6 +566,29 @@ class Bus:
                     revisions[entry.key] = entry.revision
             else:
                 yield KvChange(entry.key, None if deleted else (entry.value or b""), entry.revision)
+
+
+async def _stop_watcher(watcher: Any) -> None:
+    """Stop a KV watcher, and make sure its subscription task ends with it.
+
+    nats-py's watch callback waits for the watcher's set-up with `asyncio.wait_for`,
+    which on Python 3.11 swallows a cancellation that arrives in the loop turn the
+    set-up completes: the task then delivers its message and goes back to waiting for
+    the next one, its cancellation spent, while `stop()` has already removed the
+    subscription, so nothing cancels it again and it waits until the process ends. A
+    watcher stopped right after `kv.watch()` returned (the service stopping, or a
+    reconnect, while the watch was being set up) hits exactly that turn; the task is
+    therefore cancelled again until it has ended.
+    """
+    with contextlib.suppress(Exception):
+        await watcher.stop()
+    task = getattr(getattr(watcher, "_sub", None), "_wait_for_msgs_task", None)
+    for _ in range(100):
+        if not isinstance(task, asyncio.Task) or task.done():
+            return
+        task.cancel()
+        await asyncio.wait([task], timeout=0.05)
+    log.warning("a KV watcher's subscription task did not end")
 
 
 async def _sleep_or_stop(stop: asyncio.Event, delay: float) -> None:

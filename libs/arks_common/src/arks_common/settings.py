@@ -12,8 +12,6 @@ are `SecretStr`: they never show in reprs, logs or error messages.
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -37,21 +35,6 @@ class NatsSettings(BaseModel):
     @property
     def servers(self) -> list[str]:
         return [s.strip() for s in self.url.split(",") if s.strip()]
-
-    def authenticated_servers(self) -> list[str]:
-        """`servers` with `user:password@` in each URL, for clients that take credentials
-        only that way (the accountant's wire connection). Never log these."""
-        if self.user is None or self.password is None:
-            return self.servers
-        credentials = (
-            f"{quote(self.user, safe='')}:{quote(self.password.get_secret_value(), safe='')}@"
-        )
-        out = []
-        for server in self.servers:
-            scheme, sep, rest = server.rpartition("://")
-            host = rest.rpartition("@")[2]
-            out.append(f"{scheme}{sep}{credentials}{host}" if sep else f"{credentials}{host}")
-        return out
 
 
 class RedisSettings(BaseModel):

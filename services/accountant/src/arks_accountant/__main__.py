@@ -7,22 +7,26 @@ from __future__ import annotations
 
 import gc
 import sys
+from collections.abc import Callable
 
 from pydantic import ValidationError
 
 from arks_accountant.service import NAME, make_lifespan
 from arks_accountant.settings import AccountantSettings
+from arks_accountant.wire import Wire
+from arks_common.messaging import Bus
 from arks_common.runtime import run_service
 
 
-def main() -> None:
+def main(hot_path: Callable[[Bus], Wire] | None = None) -> None:
+    """`hot_path`: see `make_lifespan` (the benchmark's nats-py baseline)."""
     try:
         settings = AccountantSettings()
     except ValidationError as exc:
         sys.stderr.write(f"{NAME}: invalid settings\n{exc}\n")
         sys.exit(2)
     _tune_gc()
-    run_service(NAME, settings, make_lifespan(settings))
+    run_service(NAME, settings, make_lifespan(settings, hot_path=hot_path))
 
 
 def _tune_gc() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import nats.errors
 
@@ -115,19 +115,30 @@ def make_lifespan(
     *,
     clock: Clock = utcnow,
     status_writer: StatusWriter | None = None,
+    hot_path: Callable[[Bus], Wire] | None = None,
 ) -> Lifespan:
-    """The accountant's lifespan; `status_writer` overrides the one `settings` selects."""
+    """The accountant's lifespan; `status_writer` overrides the one `settings` selects,
+    `hot_path` the wire (the benchmark's baseline runs the hot path on nats-py's
+    connection, `bench/nats_py_hot_path.py`)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(service: Service) -> AsyncIterator[None]:
         metrics = Metrics.create(service.registry)
         service.health.require(*CHECKS)
         bus = await Bus.connect(settings.nats, name=f"{NAME}-{settings.instance_id}")
-        wire = Wire(
-            settings.nats.authenticated_servers(),
-            name=f"{NAME}-{settings.instance_id}-wire",
-            connect_timeout=settings.nats.connect_timeout,
-            inbox_prefix=settings.nats.inbox_prefix,
+        wire = (
+            hot_path(bus)
+            if hot_path is not None
+            else Wire(
+                settings.nats.servers,
+                name=f"{NAME}-{settings.instance_id}-wire",
+                connect_timeout=settings.nats.connect_timeout,
+                user=settings.nats.user,
+                password=(
+                    settings.nats.password.get_secret_value() if settings.nats.password else None
+                ),
+                inbox_prefix=settings.nats.inbox_prefix,
+            )
         )
         try:
             await wire.connect(settings.nats.connect_deadline)

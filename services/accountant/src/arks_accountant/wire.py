@@ -10,17 +10,24 @@ in one event-loop turn goes out in one socket write. Streams, consumers, KV, not
 dead letters stay on nats-py (`arks_common.messaging.Bus`).
 
 Protocol subset: INFO, CONNECT (headers, no_responders; user/password or token from the
-URL), PING/PONG, SUB/UNSUB, PUB/HPUB, MSG/HMSG, +OK, -ERR. A `tls://` URL, or a server
-that requires TLS, is upgraded after INFO with the given (default) SSL context.
+URL, else the `user`/`password` given, i.e. `ARKS_NATS__USER`/`ARKS_NATS__PASSWORD`),
+PING/PONG, SUB/UNSUB, PUB/HPUB, MSG/HMSG, +OK, -ERR. A `tls://` URL, or a server that
+requires TLS, is upgraded after INFO with the given (default) SSL context. Reply
+subjects are made under `inbox_prefix` (`new_inbox()`; `ARKS_NATS__INBOX_PREFIX`), so a
+user whose permissions allow only its own inbox subjects can pull and publish.
 
 Failure modes: `WireDown` (a RetryableError) from `publish()` and `ping()` while there is
 no connection or when it is lost; `PayloadTooLarge` for a message over the server's
-max_payload (the server would close the connection). `on_lost` callbacks tell whoever
-waits for replies that they will not come. `run()` keeps the connection: it pings it (a
-dead peer is dropped after `ping_interval`), reconnects to the servers in turn after a
-loss (0.5 s apart) and re-subscribes. `generation` counts connection attempts, so a
-caller can tell whether two writes went over the same connection (NATS reads a
-connection's commands in order).
+max_payload (the server would close the connection). `NotAuthorized` (a PermanentError
+naming the settings to fix) from `connect()` when the server answers the CONNECT with an
+authorization violation; `run()` logs that as an error and keeps trying (credentials may
+be fixed on the server). A permissions violation (a subject the user may not use) is
+logged as an error with the server's words; the connection stays. `on_lost` callbacks
+tell whoever waits for replies that they will not come. `run()` keeps the connection: it
+pings it (a dead peer is dropped after `ping_interval`), reconnects to the servers in
+turn after a loss (0.5 s apart) and re-subscribes. `generation` counts connection
+attempts, so a caller can tell whether two writes went over the same connection (NATS
+reads a connection's commands in order).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import secrets
 import ssl
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -59,6 +66,8 @@ _H, _M, _P, _I, _PLUS, _MINUS = (ord(c) for c in "HMPI+-")
 _MAX_CONTROL_LINE = 1 << 20
 _RECONNECT_WAIT = 0.5
 _LANG = "python-arks-wire"
+_AUTHORIZATION_VIOLATION = "authorization violation"
+_PERMISSIONS_VIOLATION = "permissions violation"
 
 
 class WireDown(RetryableError):
@@ -66,6 +75,10 @@ class WireDown(RetryableError):
 
     def __init__(self, message: str = "nats connection is down") -> None:
         super().__init__(message, delay=_RECONNECT_WAIT)
+
+
+class NotAuthorized(PermanentError):
+    """The server refused the connection's credentials (or wanted some): a setting is wrong."""
 
 
 class PayloadTooLarge(PermanentError):
@@ -83,22 +96,34 @@ class Server:
     user: str | None = None
     password: str | None = None
     token: str | None = None
+    from_url: bool = field(default=False, compare=False)
+    """Whether the credentials came from the URL (error messages say which setting)."""
 
     @classmethod
-    def parse(cls, url: str) -> Server:
+    def parse(cls, url: str, user: str | None = None, password: str | None = None) -> Server:
+        """`url`'s credentials when it has some (as nats-py), else `user`/`password`."""
         parts = urlsplit(url if "://" in url else f"nats://{url}")
         if parts.scheme not in ("nats", "tls"):
             raise PermanentError(f"unsupported NATS URL scheme in {url!r}")
-        user = unquote(parts.username) if parts.username else None
-        password = unquote(parts.password) if parts.password else None
-        return cls(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or 4222,
-            tls=parts.scheme == "tls",
-            user=user if password is not None else None,
-            password=password,
-            token=user if password is None else None,
-        )
+        host, port, tls = parts.hostname or "127.0.0.1", parts.port or 4222, parts.scheme == "tls"
+        if not parts.username:
+            return cls(host, port, tls, user=user, password=password if user else None)
+        name = unquote(parts.username)
+        secret = unquote(parts.password) if parts.password else None
+        if secret is None:
+            return cls(host, port, tls, token=name, from_url=True)
+        return cls(host, port, tls, user=name, password=secret, from_url=True)
+
+    @property
+    def credentials(self) -> str:
+        """Where this server's credentials come from, for error messages."""
+        if self.token is not None:
+            return "the token in ARKS_NATS__URL"
+        if self.user is None:
+            return "none (set ARKS_NATS__USER and ARKS_NATS__PASSWORD)"
+        if self.from_url:
+            return f"user {self.user!r} and its password in ARKS_NATS__URL"
+        return f"user {self.user!r} (ARKS_NATS__USER) and ARKS_NATS__PASSWORD"
 
     def connect_options(self, name: str) -> dict[str, Any]:
         options: dict[str, Any] = {
@@ -115,7 +140,7 @@ class Server:
             options["auth_token"] = self.token
         elif self.user is not None:
             options["user"] = self.user
-            options["pass"] = self.password
+            options["pass"] = self.password or ""
         return options
 
 
@@ -229,7 +254,12 @@ class _Connection(asyncio.Protocol):
             if not self.info.done():
                 self.info.set_result(info)
         elif op == _MINUS:
-            self.error = line.decode(errors="replace")
+            error = line.decode(errors="replace")
+            if _PERMISSIONS_VIOLATION in error.lower():
+                # the connection stays, but what was refused will never work: say so loudly
+                log.error("nats refused a command of %s: %s", self._wire.name, error)
+                return
+            self.error = error
             log.warning("nats server error: %s", self.error)
         elif op != _PLUS:
             raise ValueError(f"unexpected {line[:40]!r}")
@@ -252,14 +282,15 @@ class Wire:
         connect_timeout: float = 2.0,
         ping_interval: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
+        user: str | None = None,
+        password: str | None = None,
         inbox_prefix: str = "_INBOX",
     ) -> None:
         if not servers:
             raise PermanentError("no NATS server configured")
+        self._servers = [Server.parse(url, user, password) for url in servers]
+        self.name = name
         self.inbox_prefix = inbox_prefix
-        """Reply subjects start with this (a NATS user may subscribe only below its own)."""
-        self._servers = [Server.parse(url) for url in servers]
-        self._name = name
         self._connect_timeout = connect_timeout
         self._ping_interval = ping_interval
         self._ssl_context = ssl_context
@@ -282,17 +313,18 @@ class Wire:
     def connected(self) -> bool:
         return self._up
 
-    def new_inbox(self) -> str:
-        """A fresh reply subject below `inbox_prefix`."""
-        return f"{self.inbox_prefix}.{secrets.token_hex(10)}"
-
     @property
     def max_payload(self) -> int:
         """The largest message the server takes (from its INFO; 1 MiB before connecting)."""
         return self._max_payload
 
+    def new_inbox(self) -> str:
+        """A fresh reply subject prefix under `inbox_prefix` (subscribe to `<it>.*`)."""
+        return f"{self.inbox_prefix}.{secrets.token_hex(11)}"
+
     async def connect(self, deadline: float) -> None:
-        """The first connection, trying the servers in turn until `deadline` seconds pass."""
+        """The first connection, trying the servers in turn until `deadline` seconds pass;
+        `NotAuthorized` at once if a server refuses the credentials."""
         try:
             async with asyncio.timeout(deadline):
                 while True:
@@ -307,7 +339,12 @@ class Wire:
         while not stop.is_set():
             conn = self._conn
             if conn is None or conn.lost.done():
-                if not await self._connect_once():
+                try:
+                    connected = await self._connect_once()
+                except NotAuthorized as exc:
+                    log.error("%s; retrying", exc.message)
+                    connected = False
+                if not connected:
                     await _wait(stop, _RECONNECT_WAIT)
                 continue
             if await _wait(stop, self._ping_interval, conn.lost):
@@ -351,7 +388,7 @@ class Wire:
                     if upgraded is None:
                         raise WireDown("TLS upgrade failed")
                     conn.transport = upgraded
-                hello = [b"CONNECT ", orjson.dumps(server.connect_options(self._name)), _CRLF]
+                hello = [b"CONNECT ", orjson.dumps(server.connect_options(self.name)), _CRLF]
                 for sid, subject in self._subjects.items():
                     hello.append(b"SUB %b %b\r\n" % (subject, sid))
                 pong = loop.create_future()
@@ -360,9 +397,15 @@ class Wire:
                 conn.write(b"".join(hello))
                 await pong
         except (OSError, TimeoutError, WireDown, ssl.SSLError) as exc:
-            log.warning("cannot connect to nats at %s:%s: %s", server.host, server.port, exc)
             conn.close()
             self.generation += 1  # the next attempt tries the next server
+            if _AUTHORIZATION_VIOLATION in conn.error.lower():
+                raise NotAuthorized(
+                    f"NATS at {server.host}:{server.port} refused the connection of "
+                    f"{self.name} ({conn.error.removeprefix('-ERR ')}); credentials given: "
+                    f"{server.credentials}"
+                ) from exc
+            log.warning("cannot connect to nats at %s:%s: %s", server.host, server.port, exc)
             return False
         self.generation += 1
         self._conn = conn

@@ -181,6 +181,8 @@ async def collect(redis_url: str, bus: Bus, *, namespace: str | None, by: str) -
     async with open_redis(redis_url) as client:
         try:
             rows = await _rows(client, bus, namespace, by)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            raise  # open_redis says the server stopped answering
         except redis.exceptions.RedisError as exc:
             raise CliError(f"reading usage from {redis_url} failed: {exc}") from exc
     return Report(by, rows)

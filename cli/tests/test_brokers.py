@@ -55,9 +55,12 @@ async def _supervised(name: str, server: Server, seen: Seen) -> AsyncIterator[Br
 
 
 def _killed_and_back(broker: Broker, first: int) -> Callable[[], bool]:
+    """True once the restart finished: a new process, serving (`starts` counts a start
+    only once `server.start()` returned, i.e. the broker answers)."""
+
     def check() -> bool:
         pid = broker.pid
-        return pid is not None and pid != first and broker.exits == 1
+        return broker.starts == 2 and pid is not None and pid != first and broker.exits == 1
 
     return check
 

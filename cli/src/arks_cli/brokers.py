@@ -28,6 +28,9 @@ from arks_common.errors import ArksError
 
 EXIT_POLL = 0.1
 """How often a broker's exit is looked for: the most a restart waits to begin."""
+RESTART_TIMEOUT = 60.0
+"""How long a restart may take to serve: Valkey first replays its whole append-only file,
+and one cut short would be retried (and cut short) forever."""
 
 Server = NatsServer | ValkeyServer
 
@@ -59,7 +62,7 @@ class Broker(Supervised):
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             log.write(f"--- arks up: restarting {self.name} at {stamp}\n".encode())
         try:
-            await asyncio.to_thread(self.server.start)
+            await asyncio.to_thread(self.server.start, RESTART_TIMEOUT)
         except (ArksError, OSError):
             await asyncio.to_thread(self.server.kill)
             raise

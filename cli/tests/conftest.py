@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from arks_cli.__main__ import main
+from arks_cli.stack_state import StackState, read_state
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart" / "local.yaml"
@@ -57,3 +61,42 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
             if predicate():
                 return
             await asyncio.sleep(0.05)
+
+
+# ---------------------------------------------------------------- whole stacks (`arks up`)
+ARKS = [sys.executable, "-m", "arks_cli"]
+FREE_PORTS = ["--nats-port", "0", "--valkey-port", "0", "--router-port", "0"]
+START_TIMEOUT = 90.0
+
+
+def stack_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARKS_")}
+    env["ARKS_LOCAL__SIM_TIME_SCALE"] = "50"
+    return env
+
+
+async def ready_state(root: Path, proc: asyncio.subprocess.Process) -> StackState:
+    async with asyncio.timeout(START_TIMEOUT):
+        while True:
+            state = read_state(root)
+            if state is not None and state.ready:
+                return state
+            if proc.returncode is not None:
+                pytest.fail(f"arks up exited with {proc.returncode} before it was ready")
+            await asyncio.sleep(0.1)
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def survivors(procs: list[psutil.Process]) -> list[str]:
+    alive = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{proc.pid} {proc.name()}")
+        except psutil.NoSuchProcess:
+            continue
+    return alive

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import stat
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,47 +29,19 @@ from arks_common import access, ledger, subjects
 from arks_common.errors import PermanentError
 from arks_common.messaging import Bus
 from arks_common.settings import NatsSettings
-from cli.tests.conftest import wait_until
+from cli.tests.conftest import (
+    ARKS,
+    FREE_PORTS,
+    START_TIMEOUT,
+    process_tree,
+    ready_state,
+    stack_env,
+    survivors,
+    wait_until,
+)
 
 # Whole stacks of real processes: typically 5-20 s each, but the machine is shared.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
-
-ARKS = [sys.executable, "-m", "arks_cli"]
-FREE_PORTS = ["--nats-port", "0", "--valkey-port", "0", "--router-port", "0"]
-START_TIMEOUT = 90.0
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARKS_")}
-    env["ARKS_LOCAL__SIM_TIME_SCALE"] = "50"
-    return env
-
-
-async def _ready_state(root: Path, proc: asyncio.subprocess.Process) -> StackState:
-    async with asyncio.timeout(START_TIMEOUT):
-        while True:
-            state = read_state(root)
-            if state is not None and state.ready:
-                return state
-            if proc.returncode is not None:
-                pytest.fail(f"arks up exited with {proc.returncode} before it was ready")
-            await asyncio.sleep(0.1)
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
-
-
-def _survivors(procs: list[psutil.Process]) -> list[str]:
-    alive = []
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(f"{proc.pid} {proc.name()}")
-        except psutil.NoSuchProcess:
-            continue
-    return alive
 
 
 @pytest.fixture
@@ -86,7 +56,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Proces
         str(root),
         *FREE_PORTS,
         cwd=tmp_path,
-        env=_env(),
+        env=stack_env(),
         stdout=log,
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
@@ -95,7 +65,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Proces
         yield proc, root
     finally:
         if proc.returncode is None:
-            for child in _tree(proc.pid)[1:]:
+            for child in process_tree(proc.pid)[1:]:
                 child.kill()
             proc.kill()
             await proc.wait()
@@ -106,7 +76,7 @@ async def test_up_serves_every_available_service_and_sigterm_leaves_nothing(
     stack: tuple[asyncio.subprocess.Process, Path], tmp_path: Path
 ) -> None:
     proc, root = stack
-    state = await _ready_state(root, proc)
+    state = await ready_state(root, proc)
 
     names = {p.name for p in state.processes}
     assert {"nats-server", "valkey-server"} <= names
@@ -147,11 +117,11 @@ async def test_up_serves_every_available_service_and_sigterm_leaves_nothing(
     assert (root / "logs" / "nats.log").is_file()
     assert (root / "logs" / "valkey.log").is_file()
 
-    everything = _tree(proc.pid)
+    everything = process_tree(proc.pid)
     assert len(everything) >= 3
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 60) == 0
-    assert _survivors(everything) == []
+    assert survivors(everything) == []
     assert read_state(root) is None
     output = (tmp_path / "arks-up.out").read_text()
     assert "stopped" in output
@@ -210,7 +180,7 @@ async def test_up_detached_refuses_a_second_stack_and_down_cleans_up_after_a_cra
         *FREE_PORTS,
         *without,
         cwd=tmp_path,
-        env=_env(),
+        env=stack_env(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -221,7 +191,7 @@ async def test_up_detached_refuses_a_second_stack_and_down_cleans_up_after_a_cra
     assert state is not None
     assert state.ready
     assert {p.name for p in state.processes} == {"nats-server", "valkey-server", "arks-accountant"}
-    everything = _tree(state.supervisor_pid)
+    everything = process_tree(state.supervisor_pid)
     try:
         again = await asyncio.create_subprocess_exec(
             *ARKS,
@@ -231,7 +201,7 @@ async def test_up_detached_refuses_a_second_stack_and_down_cleans_up_after_a_cra
             str(root),
             *FREE_PORTS,
             cwd=tmp_path,
-            env=_env(),
+            env=stack_env(),
             stderr=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL,
         )
@@ -242,20 +212,20 @@ async def test_up_detached_refuses_a_second_stack_and_down_cleans_up_after_a_cra
 
         # A supervisor killed outright cannot stop its children: `arks down` must.
         everything[0].kill()
-        await wait_until(lambda: _survivors(everything[:1]) == [])
-        assert _survivors(everything[1:]) != []
+        await wait_until(lambda: survivors(everything[:1]) == [])
+        assert survivors(everything[1:]) != []
         down = await asyncio.create_subprocess_exec(
             *ARKS,
             "down",
             cwd=tmp_path,
-            env=_env(),
+            env=stack_env(),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
         out, _ = await asyncio.wait_for(down.communicate(), 90)
         assert down.returncode == 0, out.decode()
         assert b"killed" in out
-        assert _survivors(everything) == []
+        assert survivors(everything) == []
         assert read_state(root) is None
     finally:
         # A failed assertion above must not leave a detached stack running.
@@ -297,13 +267,13 @@ async def test_up_with_the_quickstart_answers_the_readme_curl_and_stops_its_repl
             str(root),
             *FREE_PORTS,
             cwd=tmp_path,
-            env=_env(),
+            env=stack_env(),
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
     try:
-        state = await _ready_state(root, proc)
+        state = await ready_state(root, proc)
         output = out_path.read_text()
         assert state.router_url is not None
         assert state.hint is not None
@@ -325,7 +295,7 @@ async def test_up_with_the_quickstart_answers_the_readme_curl_and_stops_its_repl
         assert reply.usage is not None
         assert reply.usage.completion_tokens > 0
 
-        everything = _tree(proc.pid)
+        everything = process_tree(proc.pid)
         names = {p.name() for p in everything}
         assert any(name.startswith("arks-engine-sim") for name in names), names
         await _assert_usage_is_applied_and_billed(state, root)
@@ -333,7 +303,7 @@ async def test_up_with_the_quickstart_answers_the_readme_curl_and_stops_its_repl
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 90) == 0
-    assert _survivors(everything) == []
+    assert survivors(everything) == []
 
 
 async def _assert_usage_is_applied_and_billed(state: StackState, root: Path) -> None:
@@ -378,19 +348,19 @@ async def test_up_stops_when_the_wrapper_that_started_it_is_killed(tmp_path: Pat
         "-c",
         f"{command}; echo finished",
         cwd=tmp_path,
-        env=_env(),
+        env=stack_env(),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
         start_new_session=True,
     )
     everything: list[psutil.Process] = []
     try:
-        state = await _ready_state(root, wrapper)
-        everything = _tree(state.supervisor_pid)
+        state = await ready_state(root, wrapper)
+        everything = process_tree(state.supervisor_pid)
         assert {p.name() for p in everything} >= {"nats-server", "valkey-server"}
         wrapper.kill()
         await wrapper.wait()
-        await wait_until(lambda: _survivors(everything) == [])
+        await wait_until(lambda: survivors(everything) == [])
     finally:
         if wrapper.returncode is None:
             wrapper.kill()
@@ -406,7 +376,7 @@ async def test_a_service_that_keeps_crashing_stops_the_stack_with_its_log(
 ) -> None:
     root = tmp_path / ".arks"
     others = [f"--without={name}" for name in SERVICES if name != "arks-router"]
-    env = {**_env(), "ARKS_ROUTING__DEFAULT_STRATEGY": "no-such-strategy"}
+    env = {**stack_env(), "ARKS_ROUTING__DEFAULT_STRATEGY": "no-such-strategy"}
     proc = await asyncio.create_subprocess_exec(
         *ARKS,
         "up",

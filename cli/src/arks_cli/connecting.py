@@ -6,9 +6,12 @@ running `arks up`, else the conventional local default. Credentials come from
 `ARKS_NATS__USER` / `ARKS_NATS__PASSWORD` and `ARKS_REDIS__USERNAME` /
 `ARKS_REDIS__PASSWORD` when set, else the admin user of the running stack's
 `.arks/credentials.json` (`arks_cli.credentials`), else none. A broker that does not
-answer becomes a `NotRunningError` naming the URL and how to start the stack, in a few
-seconds rather than after the services' long connect deadline; one that refuses the
-credentials, a CliError naming the settings to fix.
+answer becomes a `NotRunningError` in a few seconds rather than after the services' long
+connect deadline, and so does one that stops answering in the middle of a command. Its
+message says what to do: when the broker belongs to a running `arks up`, that it is being
+restarted and where its log is (`NATS at nats://127.0.0.1:4222 is not answering (arks up
+restarts it; see .arks/logs/nats.log)`); otherwise that the stack may not be running. One
+that refuses the credentials is a CliError naming the settings to fix.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import nats.errors
 import nats.js.errors
@@ -24,9 +28,10 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from pydantic import SecretStr
 
-from arks_cli import credentials
+from arks_cli import credentials, processes
 from arks_cli.errors import CliError, NotRunningError
-from arks_cli.stack_state import find_state_dir, read_state
+from arks_cli.service_catalog import StackPaths
+from arks_cli.stack_state import ProcessRecord, find_state_dir, read_state
 from arks_common import access, messaging, subjects, valkey
 from arks_common.errors import PermanentError, RetryableError
 from arks_common.messaging import Bus
@@ -113,6 +118,41 @@ def resolve_targets(
     )
 
 
+BROKERS: dict[str, tuple[str, str]] = {
+    "nats": ("NATS", "NATS"),
+    "valkey": ("Valkey", "Redis/Valkey"),
+}
+"""Each broker's log name -> how to call it under `arks up`, and elsewhere."""
+
+
+def not_answering(broker: str, url: str) -> str:
+    """The line for a broker (`nats`, `valkey`) at `url` that does not answer: being
+    restarted, when a live `arks up` runs it (and where its log is); else probably not
+    started at all."""
+    ours, anyone = BROKERS[broker]
+    directory = find_state_dir()
+    state = read_state(directory) if directory is not None else None
+    if state is not None and url in (state.nats_url, state.redis_url):
+        supervisor = ProcessRecord(
+            name="arks up", pid=state.supervisor_pid, create_time=state.supervisor_create_time
+        )
+        if processes.alive(supervisor):
+            log = _shown(StackPaths(Path(state.dir)).log(broker))
+            return f"{ours} at {url} is not answering (arks up restarts it; see {log})"
+    return f"cannot reach {anyone} at {url}: {HINT}"
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it is below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+NATS_FAILURES = (RetryableError, nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError)
+
+
 @contextlib.asynccontextmanager
 async def open_bus(target: Targets | NatsSettings, *, name: str = "arks-cli") -> AsyncIterator[Bus]:
     """A connected Bus, or NotRunningError after a few seconds."""
@@ -121,11 +161,15 @@ async def open_bus(target: Targets | NatsSettings, *, name: str = "arks-cli") ->
     try:
         bus = await Bus.connect(settings, name=name)
     except RetryableError as exc:
-        raise NotRunningError(f"cannot reach NATS at {url}: {HINT}") from exc
+        raise NotRunningError(not_answering("nats", url)) from exc
     except PermanentError as exc:
         raise CliError(exc.message) from exc
     try:
         yield bus
+    except NATS_FAILURES as exc:
+        if not bus.connected:
+            raise NotRunningError(not_answering("nats", url)) from exc
+        raise CliError(f"NATS at {url} did not complete the request ({exc!r}); try again") from exc
     finally:
         await bus.close(drain_timeout=2.0)
 
@@ -156,7 +200,10 @@ async def open_redis(settings: RedisSettings) -> AsyncIterator[aioredis.Redis]:
         except (redis.exceptions.RedisError, OSError) as exc:
             if valkey.is_refusal(exc):
                 raise CliError(valkey.refused_message(settings, str(exc))) from exc
-            raise NotRunningError(f"cannot reach Redis/Valkey at {url}: {HINT}") from exc
-        yield client
+            raise NotRunningError(not_answering("valkey", url)) from exc
+        try:
+            yield client
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise NotRunningError(not_answering("valkey", url)) from exc
     finally:
         await client.aclose()

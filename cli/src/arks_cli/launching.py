@@ -3,11 +3,13 @@
 Start-up, in order: clean up after a previous `arks up` that was killed; load or
 generate the broker credentials (`arks_cli.credentials`, `.arks/credentials.json`); start
 nats-server (JetStream, store `.arks/nats`) and Valkey (`.arks/valkey`, fsync-always
-AOF), each on its conventional port (4222 / 6379) when free, else on a free port;
-create the NATS topology; start every service as a supervised child process (see
-`service_catalog` for their environment and `supervising` for restarts); wait for each
-`/readyz`; write `.arks/state.json`; apply the quickstart and wait until it answers
-through the router; print the curl line.
+AOF), each on its conventional port (4222 / 6379) when free, else on a free port,
+and from then on supervised like the services (`brokers`: a killed broker is restarted
+on the same port with the same data); create the NATS topology; start every service as
+a supervised child process (see `service_catalog` for their environment and
+`supervising` for restarts); wait for each `/readyz`; write `.arks/state.json` (and
+again whenever a broker or service restarts: it names the live pids); apply the
+quickstart and wait until it answers through the router; print the curl line.
 
 Stop (Ctrl-C, SIGTERM, or `arks down`), in reverse: the services (SIGTERM to each
 process group, SIGKILL after a grace period), then whatever processes they left
@@ -36,6 +38,7 @@ import httpx
 import psutil
 
 from arks_cli import applying, credentials, processes, quickstart, stopping
+from arks_cli.brokers import Broker
 from arks_cli.connecting import open_bus
 from arks_cli.console import Console
 from arks_cli.errors import CliError
@@ -62,6 +65,7 @@ NATS_PORT = 4222
 VALKEY_PORT = 6379
 ROUTER_PORT = 8080
 STOP_GRACE = 25.0
+BROKER_STOP_GRACE = 5.0
 LEFTOVER_GRACE = 5.0
 TRACK_INTERVAL = 1.0
 READY_POLL = 0.25
@@ -121,6 +125,7 @@ class Launcher:
         self.valkey: ValkeyServer | None = None
         self.secrets: Credentials | None = None
         self.children: list[Child] = []
+        self.brokers: list[Broker] = []
         self.router_url: str | None = None
         self.bus: Bus | None = None
         self.ready = False
@@ -134,10 +139,14 @@ class Launcher:
         self._bus_cm: contextlib.AbstractAsyncContextManager[Bus] | None = None
 
     # ------------------------------------------------------------------ state file
+    def _named_brokers(self) -> list[tuple[str, NatsServer | ValkeyServer]]:
+        named = (("nats-server", self.nats), ("valkey-server", self.valkey))
+        return [(name, server) for name, server in named if server is not None]
+
     def _broker_records(self) -> list[ProcessRecord]:
         records = []
-        for name, server in (("nats-server", self.nats), ("valkey-server", self.valkey)):
-            if server is not None and server.proc is not None:
+        for name, server in self._named_brokers():
+            if server.proc is not None and server.running:
                 log = str(server.log_file) if server.log_file else None
                 records.append(processes.record_of(name, server.proc.pid, log=log))
         return records
@@ -197,6 +206,14 @@ class Launcher:
             f"valkey-server {self.valkey.url}  (data {paths.valkey}, log {paths.log('valkey')})"
         )
         self.write_state()
+
+    def supervise_brokers(self, tg: asyncio.TaskGroup) -> None:
+        """From now on a broker that dies is restarted like a service (see `brokers`)."""
+        for name, server in self._named_brokers():
+            log_path = server.log_file or self.paths.log(server.name)
+            broker = Broker(name, server, log_path, self.console, on_change=self.write_state)
+            self.brokers.append(broker)
+            tg.create_task(broker.run(), name=f"supervise:{name}")
 
     async def open_bus(self) -> Bus:
         assert self.nats is not None
@@ -342,9 +359,11 @@ class Launcher:
             with contextlib.suppress(Exception):
                 await self._bus_cm.__aexit__(None, None, None)
             self._bus_cm = None
-        for server in (self.valkey, self.nats):
+        for broker in reversed(self.brokers):  # no restart from now on; Valkey first
+            await broker.stop(BROKER_STOP_GRACE)
+        for server in (self.valkey, self.nats):  # one that start-up left unsupervised
             if server is not None:
-                await asyncio.to_thread(server.stop, 5.0)
+                await asyncio.to_thread(server.stop, BROKER_STOP_GRACE)
         rest = await asyncio.to_thread(processes.descendants, ())
         if rest:
             await asyncio.to_thread(processes.terminate_all, rest, 0.5)
@@ -463,6 +482,7 @@ async def _serve(
 ) -> int:
     console.info(f"arks up: data, logs and state in {options.root}")
     await launcher.start_brokers()
+    launcher.supervise_brokers(tg)
     await launcher.open_bus()
     launcher.start_services(tg)
     tg.create_task(launcher.track(ancestors), name="track-descendants")

@@ -1,7 +1,9 @@
 """`.arks/state.json`: where a running `arks up` stack is, so other commands find it.
 
 `arks up` writes it (atomically: temp file + rename) once its brokers run, rewrites it
-when a child restarts or the stack becomes ready, and removes it on a clean stop. It
+when a broker or a service dies or is restarted (so it names only live pids: a broker
+being restarted is missing from `processes` until it runs again) or the stack becomes
+ready, and removes it on a clean stop. It
 records the brokers' URLs, the router URL, the supervisor's pid and every child process
 (pid, process group, start time), which is what `arks down` and the stale-stack cleanup
 of the next `arks up` use to stop processes without ever signalling a recycled pid.

@@ -184,6 +184,8 @@ async def collect(
     async with open_redis(redis_settings) as client:
         try:
             rows = await _rows(client, bus, namespace, by)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            raise  # open_redis says the server stopped answering
         except redis.exceptions.RedisError as exc:
             raise CliError(f"reading usage from {redis_settings.url} failed: {exc}") from exc
     return Report(by, rows)

@@ -72,11 +72,40 @@ async def test_what_each_user_must_not_do_is_refused(
     assert not await allowed(admin, user, *command)
 
 
-async def test_the_default_user_is_off(secured_valkey_server: ValkeyServer) -> None:
+async def test_an_unauthenticated_client_can_do_nothing(
+    secured_valkey_server: ValkeyServer,
+) -> None:
     client = aioredis.Redis.from_url(secured_valkey_server.url)
     try:
         with pytest.raises(redis.exceptions.AuthenticationError):
             await client.ping()
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            await client.set("x", "1")
+    finally:
+        await client.aclose()
+
+
+async def test_transactions_survive_a_crash_under_the_acl(
+    secured_valkey_server: ValkeyServer, credentials: Credentials
+) -> None:
+    # Valkey replays its append-only file as `default`, re-checking ACLs at each EXEC:
+    # the ACL must not make a restart drop the accountant's MULTI/EXEC writes.
+    settings = credentials.redis_settings(access.ACCOUNTANT, secured_valkey_server.url)
+    client = valkey.client(settings)
+    try:
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.incrby(QUOTA_KEY, 7)
+            pipe.hincrby(ledger.KEY_ROOT + "acct:{ns/q}", "a:total", 7)
+            await pipe.execute()
+        await client.incrby(QUOTA_KEY, 1)
+    finally:
+        await client.aclose()
+    secured_valkey_server.kill()
+    secured_valkey_server.start()
+    client = valkey.client(settings)
+    try:
+        assert await client.get(QUOTA_KEY) == b"8"
+        assert await client.hget(ledger.KEY_ROOT + "acct:{ns/q}", "a:total") == b"7"
     finally:
         await client.aclose()
 

@@ -12,7 +12,8 @@ list: key patterns derived from `arks_common.ledger`'s key functions, and comman
 
 `render_nats_authorization()` writes the nats-server `authorization { users = [...] }`
 block with bcrypt hashes, `render_valkey_acl()` a Valkey ACL file with SHA-256 hashes
-(and `default` switched off): neither file holds a plaintext password.
+(and `default` locked behind a password nobody is given): neither file holds a plaintext
+password.
 docs/security.md has the resulting table.
 
 Failure modes: a role that lacks a permission its service needs shows as a NATS
@@ -378,8 +379,15 @@ VALKEY_ROLES: Final[Mapping[str, ValkeyRole]] = _valkey_roles()
 
 
 def render_valkey_acl(passwords: Mapping[str, str]) -> str:
-    """A Valkey ACL file: `default` off, each user with its SHA-256-hashed password."""
-    lines = ["user default off resetkeys resetchannels -@all"]
+    """A Valkey ACL file: each user with its SHA-256-hashed password, and `default` locked.
+
+    `default` keeps every permission but gets the hash of 256 random bits nobody is
+    given, so an unauthenticated client can do nothing (NOAUTH). It cannot simply be
+    switched off: Valkey replays its append-only file as `default` and re-checks ACLs at
+    each replayed EXEC, so with `default` off every MULTI/EXEC in the file is dropped on
+    restart — silently losing quota counters (valkey-io/valkey#3983)."""
+    nobody = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
+    lines = [f"user default on resetpass #{nobody} ~* &* +@all"]
     for user, password in passwords.items():
         role = VALKEY_ROLES[user]
         digest = hashlib.sha256(password.encode()).hexdigest()

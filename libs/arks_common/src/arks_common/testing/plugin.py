@@ -101,7 +101,7 @@ def secured_nats_server(tmp_path: Path, _nats_authorization: str) -> Iterator[Na
 def secured_valkey_server(
     tmp_path: Path, credentials: access.Credentials
 ) -> Iterator[ValkeyServer]:
-    """Valkey with the Arks ACL users and `default` switched off."""
+    """Valkey with the Arks ACL users and `default` locked."""
     server = ValkeyServer(
         tmp_path / "valkey-secured",
         log_file=tmp_path / "valkey-secured.log",

@@ -25,7 +25,7 @@ async def governor_for():
     def make(settings: RouterSettings) -> governing.Governor:
         client = governing.connect(settings)
         clients.append(client)
-        return governing.Governor(client, settings)
+        return governing.Governor(client, settings, router_id="router-under-test")
 
     yield make
     for client in clients:
@@ -120,11 +120,10 @@ async def test_quota_reservation_follows_the_ledger(valkey_server, redis, govern
     score = await redis.zscore(ledger.reservation_index_key("default", spec.name), "a")
     assert score == int(resv[b"expires"])
     # ledger step 5: the reservation names the router that holds it
-    router_id = resv[b"router"].decode()
-    assert router_id
+    assert resv[b"router"] == b"router-under-test"
     assert abs(int(resv[b"at"]) - (await redis.time())[0]) <= 5
     routers = await redis.smembers(ledger.reservation_routers_key("default", spec.name))
-    assert routers == {router_id.encode()}
+    assert routers == {b"router-under-test"}
     await gov.admit(_plan([], Estimate(30, 20), quota=plan, request_id="b"))
     # full of reservations in flight, nothing used: retryable, as a rate limit
     with pytest.raises(api_errors.ApiError) as held:

@@ -21,6 +21,8 @@ from arks_common import ledger, subjects
 from arks_common.events import BillingRecord, Outcome, QuotaLimit, UsageRecorded
 from arks_common.messaging import Bus
 from arks_common.testing.builders import make_quota_spec
+from arks_router import governing, leasing
+from arks_router.settings import RouterSettings
 from arks_router.spooling import decode_record
 
 TOKEN = "sk-leases"
@@ -70,6 +72,34 @@ async def _until(check, *, within: float, what: str, interval: float = 0.1):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(interval)
+
+
+async def test_a_router_holds_its_lease_while_it_runs_and_gives_it_up(valkey_server, redis):
+    settings = RouterSettings.model_validate({"redis": {"url": valkey_server.url}})
+    client = governing.connect(settings)
+    lease = leasing.Lease(client, refresh_seconds=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(lease.run(stop))
+    try:
+
+        async def registered() -> float | None:
+            return await redis.zscore(ledger.ROUTERS_KEY, lease.router_id)
+
+        first = await _until(registered, within=5, what="the lease")
+        seconds, micros = await redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        assert now_ms < first <= now_ms + ledger.ROUTER_LEASE_SECONDS * 1000
+
+        async def refreshed() -> bool:
+            return (await registered() or 0) > first
+
+        await _until(refreshed, within=5, what="a refresh")
+    finally:
+        stop.set()
+        await task
+    await lease.release()
+    assert await redis.zscore(ledger.ROUTERS_KEY, lease.router_id) is None
+    await client.close()
 
 
 async def _setup(sims, state) -> None:

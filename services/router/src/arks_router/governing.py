@@ -32,7 +32,7 @@ from typing import Any, cast
 
 from arks_common import ledger
 from arks_common.events import QuotaSpec
-from arks_router import api_errors, leasing, limits, pipelining, scripts
+from arks_router import api_errors, limits, pipelining, scripts
 from arks_router.estimating import Estimate
 from arks_router.settings import RouterSettings
 
@@ -125,13 +125,14 @@ class Governor:
         client: pipelining.PipelinedRedis,
         settings: RouterSettings,
         *,
+        router_id: str,
         clock: Callable[[], float] = time.monotonic,
         on_unavailable: Callable[[], None] | None = None,
-        router_id: str = "",
     ) -> None:
         self._redis = client
         self._settings = settings
-        self._router_id = router_id or leasing.new_router_id()
+        self._router_id = router_id
+        """Named in every reservation: the lease (`arks_router.leasing`) that keeps them."""
         self._clock = clock
         self._down_until = 0.0
         self._on_unavailable = on_unavailable

@@ -303,6 +303,13 @@ def test_05_a_small_quota_is_exhausted_and_reported(stack: Stack) -> None:
     client = stack.client(token)
     eventually(lambda: _chat(client, "first"), timeout=30, what="the new token to be granted")
     spent, exhausted = _until_refused(lambda i: _chat(client, f"spend {i}"), 60)
+    for _ in range(30):
+        if exhausted.code != "rate_limit_exceeded":
+            break
+        # held by answers the accountant has not settled yet: retry as a client would
+        time.sleep(int(exhausted.response.headers["retry-after"]))  # noqa: TID251
+        more, exhausted = _until_refused(lambda i: _chat(client, f"spend more {i}"), 60)
+        spent += more
     assert spent > 0
     assert exhausted.code == "quota_exceeded"
 

@@ -8,6 +8,8 @@
 - `state`: writes route tables, token grants and quotas into the KV buckets the
   router watches, as the reconciler would.
 - `usage_events(bus)`: every UsageRecorded in the ARKS_USAGE stream, in order.
+- `accountants`: `await accountants.spawn()` runs the `arks-accountant` console script
+  (settles usage, releases reservations) as a subprocess; stopped at the end.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from arks_router.settings import RouterSettings
 BIN = Path(sys.executable).parent
 SIM_SCRIPT = str(BIN / "arks-engine-sim")
 ROUTER_SCRIPT = str(BIN / "arks-router")
+ACCOUNTANT_SCRIPT = str(BIN / "arks-accountant")
 TIME_SCALE = "50"
 
 
@@ -224,6 +227,52 @@ async def routers(
     tmp_path: Path, nats_server: Any, valkey_server: Any, bus: Bus
 ) -> AsyncIterator[Routers]:
     running = Routers(tmp_path, nats_server.url, valkey_server.url)
+    try:
+        yield running
+    finally:
+        await running.stop_all()
+
+
+# ----------------------------------------------------------------------------- accountants
+
+
+@dataclass
+class Accountants:
+    workdir: Path
+    nats_url: str
+    redis_url: str
+    procs: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    async def spawn(self, **env: str) -> asyncio.subprocess.Process:
+        port = free_port()
+        variables = {
+            "ARKS_NATS__URL": self.nats_url,
+            "ARKS_NATS__CONNECT_DEADLINE": "10",
+            "ARKS_REDIS__URL": self.redis_url,
+            "ARKS_HEALTH__PORT": str(port),
+            "ARKS_STATUS__WRITER": "none",
+            "ARKS_TELEMETRY__LOG_JSON": "false",
+            **env,
+        }
+        log = (self.workdir / f"accountant-{port}.log").open("ab")
+        proc = await asyncio.create_subprocess_exec(
+            ACCOUNTANT_SCRIPT, stdout=log, stderr=log, env={**os.environ, **variables}
+        )
+        log.close()
+        self.procs.append(proc)
+        await wait_http(f"http://127.0.0.1:{port}/readyz", within=30, proc=proc)
+        return proc
+
+    async def stop_all(self) -> None:
+        for proc in self.procs:
+            await stop_process(proc)
+
+
+@pytest.fixture
+async def accountants(
+    tmp_path: Path, nats_server: Any, valkey_server: Any, bus: Bus
+) -> AsyncIterator[Accountants]:
+    running = Accountants(tmp_path, nats_server.url, valkey_server.url)
     try:
         yield running
     finally:

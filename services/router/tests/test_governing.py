@@ -25,7 +25,7 @@ async def governor_for():
     def make(settings: RouterSettings) -> governing.Governor:
         client = governing.connect(settings)
         clients.append(client)
-        return governing.Governor(client, settings)
+        return governing.Governor(client, settings, router_id="router-under-test")
 
     yield make
     for client in clients:
@@ -119,15 +119,30 @@ async def test_quota_reservation_follows_the_ledger(valkey_server, redis, govern
     )
     score = await redis.zscore(ledger.reservation_index_key("default", spec.name), "a")
     assert score == int(resv[b"expires"])
+    # ledger step 5: the reservation names the router that holds it
+    assert resv[b"router"] == b"router-under-test"
+    assert abs(int(resv[b"at"]) - (await redis.time())[0]) <= 5
+    routers = await redis.smembers(ledger.reservation_routers_key("default", spec.name))
+    assert routers == {b"router-under-test"}
     await gov.admit(_plan([], Estimate(30, 20), quota=plan, request_id="b"))
-    with pytest.raises(api_errors.ApiError) as exhausted:
+    # full of reservations in flight, nothing used: retryable, as a rate limit
+    with pytest.raises(api_errors.ApiError) as held:
         await gov.admit(_plan([], Estimate(30, 20), quota=plan, request_id="c"))
-    assert exhausted.value.status == 429
-    assert exhausted.value.code == "quota_exceeded"
+    assert held.value.status == 429
+    assert held.value.code == "rate_limit_exceeded"
+    assert held.value.param == "total"
+    assert held.value.retry_after == settings.governance.reserved_retry_after_seconds
     assert not await redis.exists(ledger.reservation_key("default", spec.name, "c"))
     assert (
         int(await redis.get(ledger.reserved_key("default", spec.name, "lifetime", "total"))) == 100
     )
+    # the used budget itself leaves no room: the quota is exhausted for this request
+    await redis.set(ledger.used_key("default", spec.name, "lifetime", "total"), 60)
+    with pytest.raises(api_errors.ApiError) as exhausted:
+        await gov.admit(_plan([], Estimate(30, 20), quota=plan, request_id="d"))
+    assert exhausted.value.status == 429
+    assert exhausted.value.type == "insufficient_quota"
+    assert exhausted.value.code != "rate_limit_exceeded"
 
 
 async def test_redis_down_fails_closed_or_open(valkey_server, governor_for):

@@ -80,6 +80,9 @@ class Outcome(StrEnum):
     UPSTREAM_ERROR = "upstream_error"
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+    """The router stopped mid-request (killed, crashed): billed from its journal by the
+    next owner of its spool slot, for the tokens delivered until then."""
 
 
 class UsageRecorded(Event):
@@ -87,7 +90,8 @@ class UsageRecorded(Event):
 
     `id` is the request id. Token counts come from the engine's `usage` when it sent
     one (`usage_source="engine"`), otherwise from the router's own count of what was
-    streamed (`"estimated"`, e.g. a broken stream).
+    streamed (`"estimated"`, e.g. a broken stream, or outcome `interrupted`: the
+    router died mid-stream and this is the last progress record of its journal).
     """
 
     TYPE: ClassVar[str] = "UsageRecorded"

@@ -12,7 +12,13 @@ script can touch them atomically. Counters per quota and period:
     arks:quota:{ns/q}:<period>:reserved:<kind>   in-flight reservations (router +, accountant -)
     arks:quota:{ns/q}:resv:<request-id>          hash: what one request reserved (router)
     arks:quota:{ns/q}:resv-index                 zset: request ids scored by reservation expiry
+    arks:quota:{ns/q}:resv-routers               set: ids of routers that reserved in this quota
     arks:done:{ns/q}:<request-id>                marker: usage of this request applied
+
+Router leases (one key, outside any quota's slot):
+
+    arks:routers                                 zset: router id -> lease expiry (unix ms,
+                                                 Valkey's clock)
 
 `<kind>` is prompt | response | total | cost (cost in nano units of the currency).
 
@@ -33,10 +39,18 @@ The protocol, step by step:
    estimated price, the request is admitted only if for every limited kind
    `used + reserved + estimate <= limit` (money: against `budget_nanos`). Then
    `reserved[kind] += estimate`, the hash `resv:<id>` gets fields `period`, `prompt`,
-   `response`, `total`, `cost`, `expires` (unix seconds), and `resv-index` gets
-   `<id>` scored by `expires`. Nothing is written when any limit would be exceeded.
+   `response`, `total`, `cost`, `expires` (unix seconds), `router` (the admitting
+   router's id) and `at` (unix seconds, Valkey's clock), `resv-index` gets `<id>`
+   scored by `expires`, and `resv-routers` gets the router's id. Nothing is written
+   when any limit would be exceeded. A refusal says which case it is: `used +
+   estimate > limit` (the used budget itself leaves no room: the quota is exhausted
+   for this request) or only `used + reserved + estimate > limit` (requests in
+   flight hold the room: retry later).
 2. The router publishes UsageRecorded (id = request id, `quota`, `quota_period` =
-   the period above) when the request ends, however it ends.
+   the period above) when the request ends, however it ends. If it dies first, the
+   next owner of its usage spool slot publishes the request's last progress record
+   from the router's journal instead (the tokens delivered so far); a final event
+   always supersedes a progress record of the same id (see `arks_router.progress`).
 3. Settlement (accountant, one Lua script per event): if `done:<id>` exists the
    event is a duplicate and nothing changes. Otherwise, if `resv:<id>` exists,
    `reserved[kind] -= resv[kind]` in the reservation's period and the hash and index
@@ -45,6 +59,16 @@ The protocol, step by step:
 4. Expiry (accountant): reservations whose `expires` has passed (the router died
    before it could publish) are released the same way, without usage; a usage event
    that arrives later still applies its usage (step 3 finds no reservation).
+5. Leases (router + accountant): every router process has an id and keeps
+   `routers[id] = now + ROUTER_LEASE_SECONDS` (Valkey's clock, in ms) fresh while it
+   runs, removing it when it stops. The accountant releases, as in step 4, every
+   reservation whose router's lease is not live (lapsed or absent) once the
+   reservation is at least `ROUTER_LEASE_SECONDS` old (a router registers within that
+   long of starting), and drops the router from `resv-routers` when none of its
+   reservations is left there. Whatever releases a reservation deletes its hash in
+   the same script, so it is released once; a usage event of that request that
+   arrives later (a router that was only partitioned, a journal replayed) still
+   applies its usage once (step 3 finds no reservation).
 """
 
 from __future__ import annotations
@@ -69,6 +93,10 @@ APPLIED_TTL_SECONDS: Final = 14 * 24 * 3600
 """How long an applied-usage marker lives: far beyond the stream's redelivery window."""
 RESERVATION_GRACE_SECONDS: Final = 3600
 """Added to a request's own timeout before its reservation may be swept."""
+ROUTER_LEASE_SECONDS: Final = 10
+"""A router's lease outlives its last refresh by this long (step 5)."""
+ROUTERS_KEY: Final = "arks:routers"
+"""The lease of every router process: id -> expiry in unix ms (Valkey's clock)."""
 
 
 class QuotaKind(StrEnum):
@@ -124,6 +152,10 @@ def reservation_key(namespace: str, quota: str, request_id: str) -> str:
 
 def reservation_index_key(namespace: str, quota: str) -> str:
     return f"arks:quota:{quota_tag(namespace, quota)}:resv-index"
+
+
+def reservation_routers_key(namespace: str, quota: str) -> str:
+    return f"arks:quota:{quota_tag(namespace, quota)}:resv-routers"
 
 
 def applied_key(namespace: str, quota: str, request_id: str) -> str:

@@ -17,6 +17,7 @@ class Metrics:
     ledger_conflicts: Counter
     restores: Counter
     swept: Counter
+    lease_released: Counter
     status_writes: Counter
     ledger_entry_bytes: Histogram
     fetch_limit: Gauge
@@ -68,6 +69,11 @@ class Metrics:
             swept=Counter(
                 "arks_accountant_reservations_swept",
                 "Expired quota reservations released.",
+                registry=registry,
+            ),
+            lease_released=Counter(
+                "arks_accountant_reservations_lease_released",
+                "Quota reservations released because their router's lease lapsed.",
                 registry=registry,
             ),
             status_writes=Counter(

@@ -8,7 +8,9 @@ re-evaluates the exhaustion state of every account the batch touches; with no ev
 it only re-evaluates (a limit changed, a period rolled over). It refuses to run when
 the epoch sentinel is not the one the caller restored (`{"EPOCH", <current>}`), so
 nothing is ever applied to a Valkey that lost its data before it is restored.
-SWEEP releases expired reservations (protocol step 4).
+SWEEP releases expired reservations (protocol step 4), RELEASE_LAPSED those of routers
+whose lease lapsed (step 5), on Valkey's clock as the routers' leases are, and
+FORGET_LAPSED drops leases that lapsed long ago from the registry.
 
 SETTLE takes one JSON document and returns one (Lua cjson on Valkey's side, orjson on
 ours), which costs far less than thousands of separate arguments. Counters read back
@@ -246,4 +248,67 @@ for key, d in pairs(decr) do
   if v < 0 then redis.call('INCRBY', key, string.format('%d', -v)) end
 end
 return released
+"""
+
+RELEASE_LAPSED: Final = r"""
+local rset, registry, idx, rprefix, cprefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local min_age, limit = tonumber(ARGV[6]), tonumber(ARGV[7])
+local RSUF = {ARGV[8], ARGV[9], ARGV[10], ARGV[11]}
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = math.floor(now_ms / 1000)
+-- routers that reserved here and hold no live lease: value = their reservations kept
+local lapsed, any = {}, false
+for _, rid in ipairs(redis.call('SMEMBERS', rset)) do
+  local score = redis.call('ZSCORE', registry, rid)
+  if not score or tonumber(score) <= now_ms then
+    lapsed[rid] = 0
+    any = true
+  end
+end
+if not any then return 0 end
+local decr, released, complete = {}, 0, true
+for _, id in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
+  local key = rprefix .. id
+  local r = redis.call('HMGET', key, 'router', 'at', 'period', 'prompt', 'response', 'total',
+                       'cost')
+  local kept = r[1] and lapsed[r[1]]
+  if kept then
+    if released >= limit then
+      complete = false
+      break
+    end
+    if now - (tonumber(r[2]) or 0) >= min_age then
+      for k = 1, 4 do
+        local d = tonumber(r[k + 3] or '0') or 0
+        if d ~= 0 then
+          local c = cprefix .. r[3] .. RSUF[k]
+          decr[c] = (decr[c] or 0) + d
+        end
+      end
+      redis.call('DEL', key)
+      redis.call('ZREM', idx, id)
+      released = released + 1
+    else
+      lapsed[r[1]] = kept + 1
+    end
+  end
+end
+for key, d in pairs(decr) do
+  local v = redis.call('DECRBY', key, string.format('%d', d))
+  if v < 0 then redis.call('INCRBY', key, string.format('%d', -v)) end
+end
+if complete then
+  for rid, kept in pairs(lapsed) do
+    if kept == 0 then redis.call('SREM', rset, rid) end
+  end
+end
+return released
+"""
+
+FORGET_LAPSED: Final = r"""
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local horizon = now_ms - tonumber(ARGV[2])
+return redis.call('ZREMRANGEBYSCORE', ARGV[1], '-inf', string.format('%d', horizon))
 """

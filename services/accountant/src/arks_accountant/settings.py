@@ -66,7 +66,10 @@ class StatusSettings(BaseModel):
 
 class SweepSettings(BaseModel):
     interval: float = Field(
-        5.0, gt=0, description="Seconds between sweeps of expired quota reservations."
+        5.0,
+        gt=0,
+        description="Seconds between sweeps that release quota reservations of routers whose "
+        "lease lapsed, and expired ones.",
     )
     max_per_quota: int = Field(1000, ge=1, description="Reservations released per quota per sweep.")
 

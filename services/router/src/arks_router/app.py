@@ -2,10 +2,12 @@
 
 The lifespan connects NATS (creating streams and buckets if this service is first),
 Redis/Valkey and the engine HTTP client, opens the usage spool, starts the KV
-watchers, the load subscription and the usage publisher, and serves the app on
-`http.host:http.port`. `/readyz` stays false until all four KV buckets have been
+watchers, the load subscription, the usage publisher, the lease on this router's quota
+reservations (`leasing`) and the journaling of open streams (`progress`), and serves
+the app on `http.host:http.port`. `/readyz` stays false until all four KV buckets have been
 loaded once. On the way out (after the HTTP server has finished its in-flight
-requests) the usage still in memory is published or spooled before NATS is closed.
+requests) the usage still in memory is published or spooled before NATS is closed,
+and the lease is given up.
 
 Routes: `/livez`, `/readyz`, `/metrics` (arks_common.runtime), `GET /v1/models` and
 `GET /v1/models/{model}`, and everything else goes to the proxy (`proxying.Proxy`).
@@ -27,7 +29,7 @@ from starlette.routing import Mount, Route
 from arks_common import access
 from arks_common.messaging import Bus
 from arks_common.runtime import HttpApp, Service, health_routes
-from arks_router import api_errors, governing, upstreams, watching
+from arks_router import api_errors, governing, leasing, upstreams, watching
 from arks_router.accounting import Accountant
 from arks_router.admitting import Admitter
 from arks_router.authenticating import authenticate
@@ -155,17 +157,24 @@ async def lifespan(service: Service) -> AsyncIterator[HttpApp]:
     redis_client = governing.connect(settings)
     session = upstreams.open_session(settings.upstream)
     publisher = UsagePublisher(bus, Spool(settings.usage.spool_dir), settings.usage, metrics)
+    lease = leasing.Lease(redis_client, refresh_seconds=settings.governance.lease_refresh_seconds)
     try:
         await redis_client.verify(settings.redis)
         await bus.ensure_own_topology(access.ROUTER)
         await publisher.open()
         governor = governing.Governor(
-            redis_client, settings, on_unavailable=metrics.governance_unavailable.inc
+            redis_client,
+            settings,
+            on_unavailable=metrics.governance_unavailable.inc,
+            router_id=lease.router_id,
+        )
+        accountant = Accountant(
+            governor, publisher, metrics, progress_interval=settings.usage.progress_interval
         )
         proxy = Proxy(
             settings,
             Admitter(settings, catalog, fleet, governor, ready),
-            Accountant(governor, publisher, metrics),
+            accountant,
             fleet,
             session,
             metrics,
@@ -180,10 +189,13 @@ async def lifespan(service: Service) -> AsyncIterator[HttpApp]:
             watching.follow_loads(bus, fleet, service.stop, metrics.load_snapshots.inc),
         )
         service.spawn("usage", publisher.run(service.stop))
+        service.spawn("lease", lease.run(service.stop))
+        service.spawn("progress", accountant.progress.run(service.stop))
         app = create_app(service, proxy, catalog, ready)
         yield HttpApp(app, settings.http.host, settings.http.port)
     finally:
         await publisher.close(settings.shutdown.drain_timeout)
+        await lease.release()
         await session.close()
         await redis_client.close()
         await bus.close()

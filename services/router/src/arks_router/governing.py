@@ -1,11 +1,15 @@
 """Admission and settlement against Redis/Valkey: the exact part of governance.
 
 `Governor.admit()` runs one Lua script (`scripts.ADMIT`) that checks and charges every
-rate-limit window of the grant and reserves the quota (ledger step 1), or charges
-nothing and says which limit refused. It answers with the OpenAI rate-limit headers
-either way. `Governor.settle()` corrects the token windows by (actual - reserved)
-when the response has ended; the quota itself is settled by the accountant from the
-usage event (ledger step 3).
+rate-limit window of the grant and reserves the quota in this router's name (ledger
+steps 1 and 5), or charges nothing and says which limit refused. A quota refuses in
+one of two ways: 429 `rate_limit_exceeded` with a Retry-After when only reservations
+in flight fill it (they settle within seconds, or are released when their router's
+lease lapses), `insufficient_quota` when its used budget leaves no room for the
+request. It answers with the OpenAI rate-limit headers either way.
+`Governor.settle()` corrects the token windows by (actual - reserved) when the
+response has ended; the quota itself is settled by the accountant from the usage
+event (ledger step 3).
 
 Failure modes: Redis unreachable, slow (socket timeout) or erroring is a
 `RedisUnavailable`; after one, Redis is skipped for `breaker_seconds` so a dead server
@@ -127,11 +131,14 @@ class Governor:
         client: pipelining.PipelinedRedis,
         settings: RouterSettings,
         *,
+        router_id: str,
         clock: Callable[[], float] = time.monotonic,
         on_unavailable: Callable[[], None] | None = None,
     ) -> None:
         self._redis = client
         self._settings = settings
+        self._router_id = router_id
+        """Named in every reservation: the lease (`arks_router.leasing`) that keeps them."""
         self._clock = clock
         self._down_until = 0.0
         self._on_unavailable = on_unavailable
@@ -157,7 +164,7 @@ class Governor:
             for rule in plan.rules
         ]
         costs = [self._cost(rule, plan.estimate) for rule in plan.rules]
-        argv: list[Any] = [plan.request_id, len(plan.rules), 0, "", 0]
+        argv: list[Any] = [plan.request_id, len(plan.rules), 0, "", 0, self._router_id]
         for rule, cost in zip(plan.rules, costs, strict=True):
             argv += [rule.bucket_ms, rule.buckets, rule.limit, cost]
         quota = plan.quota
@@ -174,18 +181,23 @@ class Governor:
                 argv += [kind, limit, estimate]
             keys.append(ledger.reservation_key(quota.namespace, quota.name, plan.request_id))
             keys.append(ledger.reservation_index_key(quota.namespace, quota.name))
+            keys.append(ledger.reservation_routers_key(quota.namespace, quota.name))
         reply = await self._run(self._redis.evalsha(_ADMIT, keys, argv))
         if reply is None:
             return Admission(charged=False)
         values = [int(v) for v in cast(list[Any], reply)]
-        admitted, denied, retry_ms = values[0], values[1], values[2]
-        per_rule = [values[3 + 3 * i : 6 + 3 * i] for i in range(len(plan.rules))]
+        admitted, denied, retry_ms, held = values[0], values[1], values[2], values[3]
+        per_rule = [values[4 + 3 * i : 7 + 3 * i] for i in range(len(plan.rules))]
         headers = _rate_headers(plan.rules, per_rule)
         if not admitted:
             if denied > 0:
                 raise _rate_limited(plan.rules[denied - 1], retry_ms, headers)
             assert quota is not None
-            raise _quota_exhausted(quota, quota.kinds[-denied - 1][0])
+            kind = quota.kinds[-denied - 1][0]
+            if held:
+                retry = self._settings.governance.reserved_retry_after_seconds
+                raise _quota_held(quota, kind, retry, headers)
+            raise _quota_exhausted(quota, kind)
         charges = [
             Charge(key, rule, per_rule[i][2], cost)
             for i, (key, rule, cost) in enumerate(
@@ -310,6 +322,22 @@ def _rate_limited(
         param=rule.type,
         headers=headers,
         retry_after=max(retry_ms, 1) / 1000.0,
+    )
+
+
+def _quota_held(
+    quota: QuotaPlan, kind: str, retry_after: float, headers: list[tuple[bytes, bytes]]
+) -> api_errors.ApiError:
+    """The quota has room once requests in flight settle: retryable, as a rate limit."""
+    return api_errors.ApiError(
+        429,
+        f"The quota '{quota.name}' is held by requests in flight ({kind}): its used budget "
+        f"leaves room for this request once they finish. Retry after {retry_after:g}s.",
+        code="rate_limit_exceeded",
+        type="tokens",
+        param=kind,
+        headers=headers,
+        retry_after=retry_after,
     )
 
 

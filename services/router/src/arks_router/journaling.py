@@ -12,6 +12,11 @@ process (SIGKILL, OOM kill, a crash), not the machine; once the event is acked o
 (or `rotate_bytes`); a segment whose events are all resolved is deleted, and the current
 one is emptied whenever nothing in it is outstanding, so the journal stays small.
 
+Open streams also leave *progress records* here (`write_progress()`, see
+`arks_router.progress`): each one replaces the stream's previous one, and the last one
+is kept (its segment stays) until the request's final event has been journaled
+(`drop_progress()`), so a crash leaves either the final event or the latest progress.
+
 When a process takes a slot, segments left in it by a dead process are handed over once
 (`open()` returns their records): the publisher appends them to the spool, which replays
 them in order. Some of them may have been published already; JetStream drops those as
@@ -53,6 +58,8 @@ class Journal:
         self._opened_at = 0.0
         self._size = 0
         self._outstanding: dict[int, int] = {}
+        self._progress: dict[str, int] = {}
+        """Open request -> the segment holding its latest progress record."""
         self._leftovers: list[Path] = []
         self._failing = False
         self.failures = 0
@@ -119,6 +126,20 @@ class Journal:
         segment = self._current
         self._outstanding[segment] = self._outstanding.get(segment, 0) + 1
         return segment
+
+    def write_progress(self, key: str, subject: str, data: bytes) -> bool:
+        """Append a progress record of open request `key`, superseding its previous one
+        (whose segment may then go). False if it could not be written."""
+        segment = self.write(subject, data)
+        if segment is None:
+            return False
+        self.done(self._progress.get(key))
+        self._progress[key] = segment
+        return True
+
+    def drop_progress(self, key: str) -> None:
+        """Request `key` is over (its final event is journaled): its progress may go."""
+        self.done(self._progress.pop(key, None))
 
     def done(self, segment: int | None, count: int = 1) -> None:
         """`count` events of `segment` are acked or spooled: their records may go."""

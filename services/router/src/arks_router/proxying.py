@@ -373,6 +373,7 @@ class Proxy:
         self, ex: Exchange, response: aiohttp.ClientResponse, send: Send
     ) -> None:
         meter = metering.StreamMeter(strip_usage=ex.strip_usage)
+        self._accountant.progress.opened(ex, meter)  # journaled as it goes, billed if we die
         ex.response_started = True
         await send(
             {

@@ -12,8 +12,11 @@ the stream's duplicate window and, beyond it, by the accountant's per-request ma
 Every event is journaled (`arks_router.journaling`) before it waits in memory, and its
 journal record is dropped once it is acked or spooled: a process killed with events in
 memory leaves them in its slot's journal, and the next process to take the slot spools
-and replays them. At shutdown `close()` publishes what is left within a deadline and
-spools the rest; a spool left by a previous process is replayed after the next start.
+and replays them. Open streams' progress records (`progress()`) go to the same journal
+and nowhere else: they are published only by that next process, for requests whose
+final event the journal does not hold (`progress.supersede`). At shutdown `close()`
+publishes what is left within a deadline and spools the rest; a spool left by a
+previous process is replayed after the next start.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 from arks_common.errors import RetryableError
 from arks_common.events import UsageRecorded
 from arks_common.messaging import Bus
+from arks_router import progress
 from arks_router.journaling import Journal
 from arks_router.metrics import RouterMetrics
 from arks_router.settings import UsageSettings
@@ -61,8 +65,15 @@ class UsagePublisher:
         segment = self._journal.write(subject, data)
         if segment is None:
             self._metrics.usage_unjournaled.inc()
+        # only now, with the final event journaled, may the request's progress record go
+        self._journal.drop_progress(event.id)
         self._pending.append((subject, event, data, segment))
         self._wakeup.set()
+
+    def progress(self, subject: str, event: UsageRecorded) -> None:
+        """Journal an open request's usage so far; published only if this process dies."""
+        if not self._journal.write_progress(event.id, subject, event.to_bytes()):
+            self._metrics.usage_unjournaled.inc()
 
     @property
     def backlog(self) -> int:
@@ -72,7 +83,7 @@ class UsagePublisher:
     async def open(self) -> None:
         await asyncio.to_thread(self._spool.open)
         assert self._spool.slot is not None
-        left = await asyncio.to_thread(self._journal.open, self._spool.slot)
+        left = progress.supersede(await asyncio.to_thread(self._journal.open, self._spool.slot))
         if left:
             # a process of this slot died with events in memory: replay them from the spool
             await asyncio.to_thread(self._spool.append, left)

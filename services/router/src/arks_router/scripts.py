@@ -6,17 +6,21 @@ Window layout: see `arks_router.limits`. Quota layout: `arks_common.ledger`.
 
 ADMIT
   KEYS  window hashes (R of them), then per limited quota kind its `used` and
-        `reserved` counters (2Q), then the reservation hash and the reservation index
-        (only when Q > 0).
+        `reserved` counters (2Q), then the reservation hash, the reservation index
+        and the quota's set of reserving routers (only when Q > 0).
   ARGV  request id, R, Q, quota period, reservation expiry (unix seconds from now),
-        then per rule: bucket_ms, buckets, limit, cost,
+        router id, then per rule: bucket_ms, buckets, limit, cost,
         then per quota kind: kind, limit, estimate.
   Checks every rule (`total + cost <= limit`; a limit of 0 admits nothing) and every
   quota kind (`used + reserved + estimate <= limit`). Only if all pass: charges every
   window's current bucket, adds the estimates to `reserved`, writes the reservation
-  hash (period, prompt, response, total, cost, expires) and indexes it by expiry.
-  Returns {admitted, denied, retry_ms, (remaining, reset_ms, bucket) per rule} where
-  denied = i for rule i, -j for quota kind j, 0 when admitted.
+  hash (period, prompt, response, total, cost, expires, router, at), indexes it by
+  expiry and adds the router to the quota's reserving routers (ledger step 5).
+  Returns {admitted, denied, retry_ms, held, (remaining, reset_ms, bucket) per rule}
+  where denied = i for rule i, -j for quota kind j, 0 when admitted; for a quota
+  kind, held = 1 when only reservations in flight stand in the way (`used +
+  estimate` fits the limit), 0 when the used budget itself leaves no room. A kind
+  with no room at all is reported before one that is merely held.
 
 SETTLE
   KEYS  window hashes of the token rules.
@@ -103,7 +107,7 @@ ADMIT = (
 local now = clock_ms()
 local R = tonumber(ARGV[2])
 local Q = tonumber(ARGV[3])
-local a = 6
+local a = 7
 local rules = {}
 local denied = 0
 local retry = 0
@@ -127,6 +131,7 @@ for i = 1, R do
   end
 end
 local quota = {}
+local held = 0
 for j = 1, Q do
   local kind = ARGV[a]
   local limit = tonumber(ARGV[a + 1])
@@ -135,11 +140,13 @@ for j = 1, Q do
   local used = tonumber(redis.call('GET', KEYS[R + 2 * j - 1]) or '0')
   local reserved = tonumber(redis.call('GET', KEYS[R + 2 * j]) or '0')
   quota[j] = {kind, est}
-  if denied == 0 and used + reserved + est > limit then
-    denied = -j
+  if (denied == 0 or held == 1) and used + est > limit then
+    denied, held = -j, 0
+  elseif denied == 0 and used + reserved + est > limit then
+    denied, held = -j, 1
   end
 end
-local out = {denied == 0 and 1 or 0, denied, retry}
+local out = {denied == 0 and 1 or 0, denied, retry, held}
 for i = 1, R do
   local r = rules[i]
   local charged = r[7]
@@ -171,8 +178,10 @@ if Q > 0 then
   end
   redis.call('HSET', KEYS[R + 2 * Q + 1], 'period', ARGV[4],
     'prompt', int(fields.prompt), 'response', int(fields.response),
-    'total', int(fields.total), 'cost', int(fields.cost), 'expires', int(expires))
+    'total', int(fields.total), 'cost', int(fields.cost), 'expires', int(expires),
+    'router', ARGV[6], 'at', int(math.floor(now / 1000)))
   redis.call('ZADD', KEYS[R + 2 * Q + 2], int(expires), ARGV[1])
+  redis.call('SADD', KEYS[R + 2 * Q + 3], ARGV[6])
 end
 return out
 """

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from arks_common import ledger
 from arks_common.settings import RedisSettings, ServiceSettings
 
 
@@ -68,7 +69,22 @@ class GovernanceSettings(BaseModel):
         900.0,
         gt=0,
         description="A quota reservation may be swept by the accountant this long (plus the "
-        "ledger's grace) after admission if its usage event never arrives.",
+        "ledger's grace) after admission if its usage event never arrives (a backstop: "
+        "the reservations of a router that died are released when its lease lapses).",
+    )
+    reserved_retry_after_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Retry-After of a 429 rate_limit_exceeded answered when a quota is full "
+        "only of reservations in flight.",
+    )
+    lease_refresh_seconds: float = Field(
+        3.0,
+        gt=0,
+        le=ledger.ROUTER_LEASE_SECONDS / 2,
+        description="Seconds between refreshes of this router's lease on its reservations "
+        f"(the lease lapses {ledger.ROUTER_LEASE_SECONDS} s after the last one).",
     )
 
 
@@ -131,6 +147,13 @@ class UsageSettings(BaseModel):
         100_000, ge=1, description="Events waiting in memory before they go to the spool."
     )
     replay_interval: float = Field(0.5, gt=0, description="Seconds between spool replay tries.")
+    progress_interval: float = Field(
+        1.0,
+        gt=0,
+        le=10,
+        description="Seconds between journal records of the tokens an open stream has "
+        "delivered (what a router killed mid-stream is billed from).",
+    )
 
 
 class RouterSettings(ServiceSettings):

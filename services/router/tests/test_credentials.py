@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import pytest
@@ -14,13 +15,13 @@ from arks_common.embedded import ValkeyServer
 from arks_common.errors import PermanentError
 from arks_common.events import EndpointGrant, RateLimitValue
 from arks_common.testing.builders import make_quota_spec
-from arks_router import governing, limits, pipelining, scripts
+from arks_router import governing, leasing, limits, pipelining, scripts
 from arks_router.estimating import Estimate
 from arks_router.settings import RouterSettings
 
 
 def test_every_command_of_the_router_scripts_is_in_its_acl() -> None:
-    sources = "\n".join(v for v in vars(scripts).values() if isinstance(v, str))
+    sources = inspect.getsource(scripts) + inspect.getsource(leasing)
     called = {c.lower() for c in re.findall(r"redis\.p?call\('([A-Za-z]+)'", sources)}
     assert called
     assert called <= set(access.ROUTER_COMMANDS)
@@ -34,7 +35,7 @@ async def test_router_user_admits_reserves_and_settles(
     client = governing.connect(settings)
     try:
         await client.verify(settings.redis)
-        gov = governing.Governor(client, settings)
+        gov = governing.Governor(client, settings, router_id="router-a")
         grant = EndpointGrant(
             endpoint="m", rate_limits=[RateLimitValue(type="rpm", value=5)], quota="q"
         )
@@ -52,6 +53,9 @@ async def test_router_user_admits_reserves_and_settles(
         admission = await gov.admit(plan)
         assert admission.charged
         await gov.settle(admission, 25)
+        lease = leasing.Lease(client, router_id="router-a")
+        assert await lease.refresh()
+        await lease.release()
     finally:
         await client.close()
     admin = aioredis.Redis.from_url(
@@ -61,6 +65,7 @@ async def test_router_user_admits_reserves_and_settles(
     )
     try:
         assert await admin.exists(ledger.reservation_key("default", "q", "r1"))
+        assert await admin.smembers(ledger.reservation_routers_key("default", "q")) == {b"router-a"}
     finally:
         await admin.aclose()
 

@@ -308,7 +308,8 @@ class ValkeyRole:
 
 def _router_key_patterns() -> list[str]:
     """The governance keys: rate-limit windows, a quota's applied usage and reservations,
-    the reservation hashes and their index. (A script's declared keys count as written
+    the reservation hashes, their index and the routers holding them, and the router
+    leases. (A script's declared keys count as written
     for the ACL, so `used`, which the router only reads, must be read-write too.)"""
     any_ = "*"
     patterns = [f"~{ledger.RATE_LIMIT_ROOT}{any_}"]
@@ -317,6 +318,8 @@ def _router_key_patterns() -> list[str]:
         patterns.append(f"~{ledger.reserved_key(any_, any_, any_, kind)}")
     patterns.append(f"~{ledger.reservation_key(any_, any_, any_)}")
     patterns.append(f"~{ledger.reservation_index_key(any_, any_)}")
+    patterns.append(f"~{ledger.reservation_routers_key(any_, any_)}")
+    patterns.append(f"~{ledger.ROUTERS_KEY}")
     return patterns
 
 
@@ -343,6 +346,7 @@ ROUTER_COMMANDS: Final = (
     "zadd",
     "zrem",
     "zrangebyscore",
+    "sadd",
 )
 
 

@@ -294,7 +294,7 @@ def test_05_a_small_quota_is_exhausted_and_reported(stack: Stack) -> None:
     eventually(lambda: _chat(client, "first"), timeout=30, what="the new token to be granted")
     spent, exhausted = _until_refused(lambda i: _chat(client, f"spend {i}"), 60)
     assert spent > 0
-    assert exhausted.code == "quota_exceeded"
+    assert exhausted.code == "insufficient_quota"
 
     def used() -> int | None:
         status = stack.get("aq", "tiny-quota").get("status", {})

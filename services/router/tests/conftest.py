@@ -425,9 +425,8 @@ async def raw_http(
 
 # ----------------------------------------------------------------------------- taps
 
-_REQUEST_LINE = re.compile(
-    rb"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|TRACE|CONNECT) (\S+) HTTP/1\.[01]\r?$", re.M
-)
+# Not anchored: on a kept-alive connection a request line follows the previous body.
+_REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|TRACE|CONNECT) (\S+) HTTP/1\.[01]\r\n")
 
 
 @dataclass
@@ -467,9 +466,7 @@ class Tap:
             return
         self._writers |= {client_w, engine_w}
 
-        async def pipe(
-            src: asyncio.StreamReader, dst: asyncio.StreamWriter, record: bool
-        ) -> None:
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, record: bool) -> None:
             with contextlib.suppress(ConnectionError, OSError):
                 while chunk := await src.read(65536):
                     if record:

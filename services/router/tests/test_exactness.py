@@ -58,7 +58,7 @@ async def test_two_router_processes_hold_rpm_exactly_and_quota_within_reservatio
     assert statuses[200] > 0
     assert statuses[200] + statuses[429] == 80
     assert all(
-        a.json()["error"]["code"] == "quota_exceeded" for a in answers if a.status_code == 429
+        a.json()["error"]["code"] == "insufficient_quota" for a in answers if a.status_code == 429
     )
     reserved = int(await redis.get("arks:quota:{default/small}:lifetime:reserved:total"))
     assert reserved <= 500

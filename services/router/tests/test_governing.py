@@ -123,7 +123,7 @@ async def test_quota_reservation_follows_the_ledger(valkey_server, redis, govern
     with pytest.raises(api_errors.ApiError) as exhausted:
         await gov.admit(_plan([], Estimate(30, 20), quota=plan, request_id="c"))
     assert exhausted.value.status == 429
-    assert exhausted.value.code == "quota_exceeded"
+    assert exhausted.value.code == "insufficient_quota"
     assert not await redis.exists(ledger.reservation_key("default", spec.name, "c"))
     assert (
         int(await redis.get(ledger.reserved_key("default", spec.name, "lifetime", "total"))) == 100

@@ -72,7 +72,8 @@ async def test_a_path_not_in_normal_form_is_400_and_reaches_nothing(rig, raw):
 
 
 async def test_engine_only_and_unknown_routes_are_404_even_when_matches_allow_them(
-    sims, taps, routers, state, raw):
+    sims, taps, routers, state, raw
+):
     engine = await taps.start(await sims.start("m"))
     await state.route("m", [engine.url], matches=[PathMatch(type="PathPrefix", value="/")])
     await state.token(TOKEN, ["m"], rpm=RPM)

@@ -226,7 +226,9 @@ async def _run(
             for server, _ in servers:
                 server.should_exit = True
             await _drain(service, settings.shutdown.drain_timeout)
-            await asyncio.wait([task for _, task in servers], timeout=settings.shutdown.drain_timeout)
+            await asyncio.wait(
+                [task for _, task in servers], timeout=settings.shutdown.drain_timeout
+            )
             for server, task in servers:
                 if not task.done():
                     server.force_exit = True

@@ -117,7 +117,7 @@ def _reason(error: api_errors.ApiError) -> str:
         return "auth"
     if code == "rate_limit_exceeded":
         return error.param or "rate"
-    if code == "quota_exceeded":
+    if code == "insufficient_quota":
         return "quota"
     if code in ("model_not_found", "model_not_permitted", "path_not_routed"):
         return "model"

@@ -426,7 +426,9 @@ async def raw_http(
 # ----------------------------------------------------------------------------- taps
 
 # Not anchored: on a kept-alive connection a request line follows the previous body.
-_REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|TRACE|CONNECT) (\S+) HTTP/1\.[01]\r\n")
+_REQUEST_LINE = re.compile(
+    rb"(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|TRACE|CONNECT) (\S+) HTTP/1\.[01]\r\n"
+)
 
 
 @dataclass

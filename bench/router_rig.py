@@ -114,11 +114,12 @@ class Rig:
         return url
 
     async def router(self, *, cpu: int | None = ROUTER_CPU, **env: str) -> str:
-        port = free_port()
+        port, admin = free_port(), free_port()
         variables = {
             "ARKS_NATS__URL": self.nats.url,
             "ARKS_REDIS__URL": self.valkey.url,
             "ARKS_HTTP__PORT": str(port),
+            "ARKS_HEALTH__PORT": str(admin),
             "ARKS_USAGE__SPOOL_DIR": str(self.ctx.workdir / "spool"),
             "ARKS_TELEMETRY__LOG_LEVEL": "WARNING",
             **env,
@@ -132,7 +133,7 @@ class Rig:
             )
         )
         url = f"http://127.0.0.1:{port}"
-        await wait_ready(url + "/readyz", proc)
+        await wait_ready(f"http://127.0.0.1:{admin}/readyz", proc)
         self.routers.append(url)
         self.pids[url] = proc.pid
         return url

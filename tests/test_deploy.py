@@ -135,3 +135,21 @@ def test_compose_services_read_their_own_credentials_files(tmp_path: Path) -> No
     wanted |= {f for s in services.values() for f in s.get("env_file", [])}
     assert wanted <= made
     assert all(p.stat().st_mode & 0o077 == 0 for p in written)
+
+
+def test_the_routers_public_port_serves_no_health_or_metrics() -> None:
+    documents = [d for _, d in _documents()]
+    (router,) = [
+        d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "arks-router"
+    ]
+    (container,) = router["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["http"] == int(env["ARKS_HTTP__PORT"])
+    assert ports["admin"] == int(env["ARKS_HEALTH__PORT"]) != ports["http"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] == "admin"
+    (service,) = [
+        d for d in documents if d["kind"] == "Service" and d["metadata"]["name"] == "arks-router"
+    ]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]

@@ -40,6 +40,15 @@ def test_compose_services_wait_for_healthy_dependencies() -> None:
         assert services[name]["depends_on"]["valkey"] == {"condition": "service_healthy"}
 
 
+def test_compose_probes_health_ports_and_publishes_none_of_them() -> None:
+    services = _compose()["services"]
+    for name in ("reconciler", "router", "accountant", "model-cache"):
+        port = services[name]["environment"]["ARKS_HEALTH__PORT"]
+        assert f"http://127.0.0.1:{port}/readyz" in " ".join(services[name]["healthcheck"]["test"])
+        assert all(not str(p).endswith(f":{port}") for p in services[name].get("ports", [])), name
+    assert services["router"]["ports"] == ["8080:8080"]  # the OpenAI API only
+
+
 def test_each_dockerfile_installs_only_its_member_and_runs_its_script() -> None:
     services = _compose()["services"]
     for directory, package in SERVICES.items():

@@ -311,7 +311,7 @@ def test_05_a_small_quota_is_exhausted_and_reported(stack: Stack) -> None:
         more, exhausted = _until_refused(lambda i: _chat(client, f"spend more {i}"), 60)
         spent += more
     assert spent > 0
-    assert exhausted.code == "quota_exceeded"
+    assert exhausted.code == "insufficient_quota"
 
     def used() -> int | None:
         status = stack.get("aq", "tiny-quota").get("status", {})

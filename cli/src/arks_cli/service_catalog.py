@@ -13,8 +13,9 @@ the launcher sets:
   `ARKS_LOCAL__LOG_DIR=.arks/logs` (replica logs), `ARKS_LOCAL__MODELS_DIR=.arks/models`,
   `ARKS_LOCAL__STOP_ON_EXIT=true` (replicas stop with the stack),
   `ARKS_SHUTDOWN__DRAIN_TIMEOUT=15` (above the replicas' 10 s stop grace);
-- arks-router: `ARKS_HTTP__HOST=127.0.0.1`, `ARKS_HTTP__PORT` (8080 by default; its
-  `/readyz` is on that port), `ARKS_USAGE__SPOOL_DIR=.arks/router-spool`;
+- arks-router: `ARKS_HTTP__HOST=127.0.0.1`, `ARKS_HTTP__PORT` (8080 by default: the
+  OpenAI API only; its `/readyz` and `/metrics` are on its health port like every
+  service's), `ARKS_USAGE__SPOOL_DIR=.arks/router-spool`;
 - arks-accountant: the common variables;
 - arks-model-cache: `ARKS_CACHE__ROOT=.arks/models` (the same root the reconciler uses).
 
@@ -198,7 +199,6 @@ def _spec(
                 "ARKS_USAGE__SPOOL_DIR": str(paths.router_spool),
             }
         )
-        ready_url = f"http://{HOST}:{router_port}/readyz"
     elif name == MODEL_CACHE:
         env["ARKS_CACHE__ROOT"] = str(paths.models)
     return ChildSpec(

@@ -10,9 +10,11 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import Counter
 
 from arks_common import runtime
 from arks_common.settings import ServiceSettings
@@ -50,6 +52,36 @@ async def test_health_and_graceful_drain() -> None:
     stop.set()
     await asyncio.wait_for(task, 10)
     assert finished == ["worker", "closed clients"]
+
+
+async def test_a_service_app_is_served_apart_from_health_and_metrics() -> None:
+    stop = asyncio.Event()
+    started: asyncio.Future[runtime.Service] = asyncio.get_running_loop().create_future()
+
+    async def api(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(service: runtime.Service) -> AsyncIterator[runtime.HttpApp]:
+        Counter("svc_things", "Things.", registry=service.registry).inc()
+        yield runtime.HttpApp(api, "127.0.0.1", 0)
+
+    settings = ServiceSettings()
+    task = asyncio.create_task(
+        runtime.run_until_stopped("test", settings, lifespan, stop, on_started=started.set_result)
+    )
+    service = await asyncio.wait_for(started, 10)
+    assert service.http_port != service.health_port
+    async with httpx.AsyncClient() as client:
+        public = await client.get(f"http://127.0.0.1:{service.http_port}/metrics")
+        admin = await client.get(f"http://127.0.0.1:{service.health_port}/metrics")
+        livez = await client.get(f"http://127.0.0.1:{service.health_port}/livez")
+    assert public.text == "/metrics"  # the service's own app answered, not the registry
+    assert "svc_things_total 1.0" in admin.text
+    assert livez.json() == {"status": "ok"}
+    stop.set()
+    await asyncio.wait_for(task, 10)
 
 
 async def test_stuck_task_is_cancelled_after_the_drain_deadline() -> None:

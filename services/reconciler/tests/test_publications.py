@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from arks_common import ledger, resources
+from arks_common import events, ledger, resources
 from arks_reconciler import publications
 from arks_reconciler.platform import Backend
 from arks_reconciler.publications import AppBackends
@@ -82,6 +82,37 @@ def test_static_routes_and_app_services_named_statically() -> None:
     ]
     assert routing.unresolved == ["no-port"]
     assert routing.table.matches[0].value == "/v1/chat/completions"
+
+
+def test_route_table_carries_whole_match_configs_and_the_creation_time() -> None:
+    obj = endpoint_obj(
+        matchConfigs=[
+            {
+                "path": {"type": "Exact", "value": "/v1/chat/completions"},
+                "method": "POST",
+                "headers": [
+                    {"name": "x-tier", "value": "gold"},
+                    {"type": "RegularExpression", "name": "x-team", "value": "t-[0-9]+"},
+                ],
+                "queryParams": [{"name": "region", "value": "eu"}],
+            },
+            {"path": {"type": "PathPrefix", "value": "/v1/completions"}},
+        ]
+    )
+    obj["metadata"]["creationTimestamp"] = "2025-03-04T05:06:07Z"
+    table = publications.endpoint_routing(typed(obj), apps(), []).table
+    chat, completions = table.matches
+    assert (chat.type, chat.value, chat.method) == ("Exact", "/v1/chat/completions", "POST")
+    assert [(h.type, h.name, h.value) for h in chat.headers] == [
+        ("Exact", "x-tier", "gold"),
+        ("RegularExpression", "x-team", "t-[0-9]+"),
+    ]
+    assert [(q.type, q.name, q.value) for q in chat.query_params] == [("Exact", "region", "eu")]
+    assert (completions.method, completions.headers, completions.query_params) == (None, [], [])
+    assert table.created_at is not None
+    assert table.created_at.isoformat() == "2025-03-04T05:06:07+00:00"
+    # What the router decodes from arks-routes is what was published.
+    assert events.RouteTable.from_bytes(table.to_bytes()) == table
 
 
 def test_token_grant_has_no_secret() -> None:

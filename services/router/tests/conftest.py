@@ -10,6 +10,9 @@
 - `usage_events(bus)`: every UsageRecorded in the ARKS_USAGE stream, in order.
 - `accountants`: `await accountants.spawn()` runs the `arks-accountant` console script
   (settles usage, releases reservations) as a subprocess; stopped at the end.
+- `raw_http(...)`: one HTTP/1.1 request written byte for byte on a socket (no client
+  library normalises its path), and `taps`: TCP relays in front of engines that record
+  every request line they pass on, the proof of what reached an engine.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -135,6 +140,9 @@ async def sims(tmp_path: Path) -> AsyncIterator[Sims]:
 @dataclass
 class RouterHandle:
     url: str
+    """The public API (OpenAI routes only)."""
+    admin: str
+    """The admin port: /livez, /readyz, /metrics."""
     service: Service | None = None
     proc: asyncio.subprocess.Process | None = None
     stop_event: asyncio.Event | None = None
@@ -164,6 +172,7 @@ class Routers:
             "nats": {"url": self.nats_url, "connect_deadline": 10},
             "redis": {"url": self.redis_url, "socket_timeout": 0.5},
             "http": {"port": 0},
+            "health": {"port": 0},
             "usage": {"spool_dir": str(self.workdir / "spool"), "publish_timeout": 0.5},
             "shutdown": {"drain_timeout": 5},
         }
@@ -189,18 +198,26 @@ class Routers:
             task.result()
             raise RuntimeError("router stopped before it started")
         service = started.result()
-        handle = RouterHandle(f"http://127.0.0.1:{service.http_port}", service, None, stop, task)
+        handle = RouterHandle(
+            f"http://127.0.0.1:{service.http_port}",
+            f"http://127.0.0.1:{service.health_port}",
+            service,
+            None,
+            stop,
+            task,
+        )
         self.running.append(handle)
-        await wait_http(handle.url + "/readyz")
+        await wait_http(handle.admin + "/readyz")
         return handle
 
     async def spawn(self, *, ready: bool = True, **env: str) -> RouterHandle:
-        port = free_port()
+        port, admin = free_port(), free_port()
         variables = {
             "ARKS_NATS__URL": self.nats_url,
             "ARKS_NATS__CONNECT_DEADLINE": "10",
             "ARKS_REDIS__URL": self.redis_url,
             "ARKS_HTTP__PORT": str(port),
+            "ARKS_HEALTH__PORT": str(admin),
             "ARKS_USAGE__SPOOL_DIR": str(self.workdir / "spool"),
             "ARKS_USAGE__PUBLISH_TIMEOUT": "0.5",
             "ARKS_TELEMETRY__LOG_JSON": "false",
@@ -211,10 +228,10 @@ class Routers:
             ROUTER_SCRIPT, stdout=log, stderr=log, env={**os.environ, **variables}
         )
         log.close()
-        handle = RouterHandle(f"http://127.0.0.1:{port}", proc=proc)
+        handle = RouterHandle(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}", proc=proc)
         self.running.append(handle)
         if ready:
-            await wait_http(handle.url + "/readyz", proc=proc)
+            await wait_http(handle.admin + "/readyz", proc=proc)
         return handle
 
     async def stop_all(self) -> None:
@@ -389,3 +406,165 @@ class UsageLog:
 @pytest.fixture
 def usage(bus: Bus) -> UsageLog:
     return UsageLog(bus)
+
+
+# ----------------------------------------------------------------------------- raw HTTP
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def _dechunk(data: bytes) -> bytes:
+    out = bytearray()
+    while data:
+        size_line, _, rest = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        data = rest[size + 2 :]
+    return bytes(out)
+
+
+async def raw_http(
+    base_url: str,
+    method: str,
+    target: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes | dict[str, Any] | None = None,
+    request: bytes | None = None,
+) -> RawResponse:
+    """One request written exactly as given (`target` is not normalised in any way), or
+    the bytes of `request` verbatim; the connection is closed after the response."""
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    if request is None:
+        payload = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
+        lines = [f"{method} {target} HTTP/1.1", f"host: {host}:{port}", "connection: close"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if payload or method in ("POST", "PUT", "PATCH"):
+            lines += ["content-type: application/json", f"content-length: {len(payload)}"]
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parsed: dict[str, str] = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        parsed[name.strip().lower()] = value.strip()
+    if parsed.get("transfer-encoding") == "chunked":
+        rest = _dechunk(rest)
+    return RawResponse(int(status_line.split()[1]), parsed, rest)
+
+
+# ----------------------------------------------------------------------------- taps
+
+# Not anchored: on a kept-alive connection a request line follows the previous body.
+_REQUEST_LINE = re.compile(
+    rb"(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|TRACE|CONNECT) (\S+) HTTP/1\.[01]\r\n"
+)
+
+
+@dataclass
+class Tap:
+    """A TCP relay in front of an engine that records every byte sent to the engine."""
+
+    upstream: str
+    sent: bytearray = field(default_factory=bytearray)
+    url: str = ""
+    _server: asyncio.Server | None = None
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    _handlers: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def requests(self) -> list[str]:
+        """`METHOD target` of every request the engine was sent, in order."""
+        return [
+            f"{m.group(1).decode()} {m.group(2).decode('latin-1')}"
+            for m in _REQUEST_LINE.finditer(bytes(self.sent))
+        ]
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        host, port = self.upstream.removeprefix("http://").rsplit(":", 1)
+        try:
+            engine_r, engine_w = await asyncio.open_connection(host, int(port))
+        except OSError:
+            client_w.close()
+            self._handlers.discard(task)
+            return
+        self._writers |= {client_w, engine_w}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, record: bool) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while chunk := await src.read(65536):
+                    if record:
+                        self.sent += chunk
+                    dst.write(chunk)
+                    await dst.drain()
+            dst.close()
+
+        try:
+            await asyncio.gather(pipe(client_r, engine_w, True), pipe(engine_r, client_w, False))
+        finally:
+            self._writers -= {client_w, engine_w}
+            self._handlers.discard(task)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=5)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+@dataclass
+class Taps:
+    running: list[Tap] = field(default_factory=list)
+
+    async def start(self, upstream: str) -> Tap:
+        tap = Tap(upstream)
+        await tap.start()
+        self.running.append(tap)
+        return tap
+
+
+@pytest.fixture
+async def taps() -> AsyncIterator[Taps]:
+    made = Taps()
+    try:
+        yield made
+    finally:
+        for tap in made.running:
+            await tap.stop()
+
+
+@pytest.fixture
+def raw() -> Callable[..., Any]:
+    """`await raw(base_url, method, target, headers=..., body=...)`: see `raw_http`."""
+    return raw_http

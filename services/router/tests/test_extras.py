@@ -1,4 +1,4 @@
-"""Embeddings, extra paths, load-aware routing, tracing and readiness."""
+"""Embeddings, load-aware routing, tracing and readiness."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from arks_common import subjects
-from arks_common.events import EngineLoadSnapshot, PathMatch, ReplicaLoad
+from arks_common.events import EngineLoadSnapshot, ReplicaLoad
 
 TOKEN = "sk-extras"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -35,30 +35,6 @@ async def test_embeddings_are_proxied_and_charged(sims, routers, state, usage):
     assert event.completion_tokens == 0
 
 
-async def test_paths_named_by_the_endpoint_matches_are_proxied(sims, routers, state):
-    url = await sims.start("m")
-    await state.route(
-        "m",
-        [url],
-        matches=[
-            PathMatch(type="PathPrefix", value="/v1"),
-            PathMatch(type="Exact", value="/version"),
-        ],
-    )
-    await state.token(TOKEN, ["m"])
-    router = await routers.start()
-    async with httpx.AsyncClient(base_url=router.url, timeout=30) as http:
-        version = await http.get("/version", headers=AUTH)
-        named = await http.get("/version", headers={**AUTH, "x-arks-model": "m"})
-        elsewhere = await http.get("/tokenize-not-routed", headers=AUTH)
-    assert version.status_code == 200
-    assert "version" in version.json()
-    assert named.status_code == 200
-    # No endpoint of the token serves that path, so the model cannot be inferred.
-    assert elsewhere.status_code == 400
-    assert elsewhere.json()["error"]["code"] == "missing_model"
-
-
 async def test_least_load_follows_engine_load_snapshots(sims, routers, state, usage, bus):
     busy, idle = await sims.start("m"), await sims.start("m")
     await state.route("m", [busy, idle], strategy="leastLoad")
@@ -74,7 +50,7 @@ async def test_least_load_follows_engine_load_snapshots(sims, routers, state, us
         ],
     )
     await bus.publish_core(subjects.load_subject("default", "m"), snapshot)
-    async with httpx.AsyncClient(base_url=router.url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=router.admin, timeout=30) as http:
         for _ in range(200):
             if "arks_router_load_snapshots_total 1.0" in (await http.get("/metrics")).text:
                 break
@@ -119,7 +95,7 @@ async def test_spans_continue_the_clients_trace(sims, routers, state):
 
 async def test_readiness_reports_every_bucket(routers):
     router = await routers.start()
-    async with httpx.AsyncClient(base_url=router.url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=router.admin, timeout=30) as http:
         report = (await http.get("/readyz")).json()
     assert report["ready"] is True
     assert {name for name, ok in report["checks"].items() if ok} == {

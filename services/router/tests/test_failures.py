@@ -84,8 +84,8 @@ async def test_failures_before_the_first_byte_retry_elsewhere_and_eject(
     ok = [a for a in answers if a.status_code == 200]
     assert len(ok) >= 9
     assert all(a.status_code in (200, 502, 503) for a in answers)
-    assert await metric(router.url, "arks_router_backend_ejections_total") >= 1
-    assert await metric(router.url, "arks_router_retries_total") >= 1
+    assert await metric(router.admin, "arks_router_backend_ejections_total") >= 1
+    assert await metric(router.admin, "arks_router_retries_total") >= 1
     events = await usage.wait(12)
     assert {e.backend for e in events if e.outcome == "success"} == {"m-2"}
 
@@ -159,7 +159,7 @@ async def test_valkey_down(sims, routers, state, usage, valkey_server, mode):
         assert (answer.status_code, again.status_code) == (200, 200)
         events = await usage.wait(2)
         assert all(e.completion_tokens == 4 for e in events)
-    assert await metric(router.url, "arks_router_governance_unavailable_total") == 2
+    assert await metric(router.admin, "arks_router_governance_unavailable_total") == 2
     valkey_server.start()  # a new process: its script cache is empty
     await asyncio.sleep(1.1)  # the breaker's pause
     async with httpx.AsyncClient(base_url=router.url, timeout=30) as http:

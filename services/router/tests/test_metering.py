@@ -80,23 +80,37 @@ def test_estimates_are_cheap_and_capped():
         "max_tokens": 50,
         "n": 2,
     }
-    estimate = estimating.estimate(estimating.ApiKind.CHAT, chat, 0, settings)
+    estimate = estimating.estimate(estimating.ApiKind.CHAT, chat, settings)
     assert estimate.prompt_tokens == 6 + 2 * 7 + 765 + 110
     assert estimate.completion_tokens == 950 - estimate.prompt_tokens  # capped
     small = estimating.estimate(
-        estimating.ApiKind.CHAT, {"messages": [{"role": "user", "content": "héllo"}]}, 0, settings
+        estimating.ApiKind.CHAT, {"messages": [{"role": "user", "content": "héllo"}]}, settings
     )
     assert small.completion_tokens == 100
     assert small.prompt_tokens == 6 + 7 + 2  # 6 UTF-8 bytes
     ids = estimating.estimate(
-        estimating.ApiKind.COMPLETIONS, {"prompt": [1, 2, 3, 4, 5], "max_tokens": 7}, 0, settings
+        estimating.ApiKind.COMPLETIONS, {"prompt": [1, 2, 3, 4, 5], "max_tokens": 7}, settings
     )
     assert (ids.prompt_tokens, ids.completion_tokens) == (5, 7)
     batch = estimating.estimate(
-        estimating.ApiKind.COMPLETIONS, {"prompt": ["abcd", "abcdefgh"]}, 0, settings
+        estimating.ApiKind.COMPLETIONS, {"prompt": ["abcd", "abcdefgh"]}, settings
     )
     assert (batch.prompt_tokens, batch.completion_tokens) == (3, 32)
-    embed = estimating.estimate(estimating.ApiKind.EMBEDDINGS, {"input": "x" * 41}, 0, settings)
+    embed = estimating.estimate(estimating.ApiKind.EMBEDDINGS, {"input": "x" * 41}, settings)
     assert (embed.prompt_tokens, embed.completion_tokens) == (11, 0)
-    other = estimating.estimate(estimating.ApiKind.OTHER, {}, 4000, settings)
-    assert other.prompt_tokens == 950
+    responses = estimating.estimate(
+        estimating.ApiKind.RESPONSES,
+        {
+            "instructions": "i" * 8,
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "t" * 12}]},
+                {"type": "function_call_output", "call_id": "c", "output": "o" * 8},
+            ],
+            "max_output_tokens": 9,
+        },
+        settings,
+    )
+    # 6 + 3 items x 7, (8 + 12) / 4 bytes of content, 8 / 4 bytes of tool output
+    assert (responses.prompt_tokens, responses.completion_tokens) == (6 + 21 + 5 + 2, 9)
+    plain = estimating.estimate(estimating.ApiKind.RESPONSES, {"input": "abcd"}, settings)
+    assert (plain.prompt_tokens, plain.completion_tokens) == (6 + 7 + 1, 100)

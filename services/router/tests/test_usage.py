@@ -42,7 +42,8 @@ async def test_nats_down_serves_from_memory_spools_and_replays_exactly_once(
             for i in range(6)
         ]
         assert all(a.status_code == 200 for a in during)
-        assert (await http.get("/readyz")).status_code == 200  # last known state keeps serving
+        ready = await http.get(router.admin + "/readyz")
+        assert ready.status_code == 200  # the last known state keeps serving
         spool = next((tmp_path / "spool").glob("usage-*.spool"))
         for _ in range(200):
             if spool.read_bytes().count(b"\n") >= 6:

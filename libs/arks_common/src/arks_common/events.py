@@ -284,11 +284,30 @@ class EngineLoadSnapshot(Event):
 # --------------------------------------------------------------------------- KV values
 
 
+class HeaderMatch(BaseModel):
+    """A header (or query parameter) condition of a route match (Gateway API semantics)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: str
+    value: str
+
+
 class PathMatch(BaseModel):
+    """One `matchConfigs` entry of an endpoint (a Gateway API HTTPRouteMatch): the path,
+    and optionally the method, headers and query parameters that must hold as well.
+
+    `method`, `headers` and `query_params` were added after version 1 of RouteTable; a
+    router that does not know them ignores them (matches on the path alone)."""
+
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
     value: str = "/"
+    method: str | None = None
+    headers: list[HeaderMatch] = Field(default_factory=list)
+    query_params: list[HeaderMatch] = Field(default_factory=list)
 
 
 class RouteBackend(BaseModel):
@@ -314,6 +333,9 @@ class RouteTable(Message):
     matches: list[PathMatch] = Field(default_factory=lambda: [PathMatch()])
     backends: list[RouteBackend] = Field(default_factory=list)
     generation: int = 0
+    created_at: datetime | None = Field(
+        None, description="The endpoint's metadata.creationTimestamp (None: not published)."
+    )
 
 
 class RateLimitValue(BaseModel):

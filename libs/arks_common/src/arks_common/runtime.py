@@ -5,9 +5,10 @@
 
 `lifespan(service)` is an async context manager: it opens the clients the service
 needs, spawns its long-running tasks with `service.spawn()`, and yields either the
-ASGI app to serve (the router's API) or None (then a small app with `/livez`,
-`/readyz` and `/metrics` is served on `settings.health`). Leaving the context closes
-the clients.
+ASGI app to serve (the router's API) or None. Either way a small admin app with
+`/livez`, `/readyz` and `/metrics` is served on `settings.health` (127.0.0.1 by
+default); a service's own app is served beside it on its own address, so a public API
+port never exposes metrics. Leaving the context closes the clients.
 
 Shutdown is structured: SIGTERM or SIGINT sets `service.stop`; `/readyz` turns 503 at
 once (draining); the HTTP server stops accepting and finishes in-flight requests; the
@@ -74,6 +75,9 @@ class HttpApp:
     app: ASGIApp
     host: str
     port: int
+    protocol: type[asyncio.Protocol] | None = None
+    """uvicorn's HTTP protocol class to use (None: uvicorn's default), e.g. one that
+    answers unparseable requests in the service's own error format."""
 
 
 @dataclass
@@ -86,7 +90,10 @@ class Service:
     _tg: asyncio.TaskGroup
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     http_port: int | None = None
-    """The bound HTTP port, known once the server listens (useful with port 0)."""
+    """The bound port of the service's app (the admin app's when it has none), known once
+    the server listens (useful with port 0)."""
+    health_port: int | None = None
+    """The bound port of the admin app (`/livez`, `/readyz`, `/metrics`)."""
 
     def spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a long-lived task under the service's TaskGroup; it must watch `stop`."""
@@ -166,43 +173,66 @@ async def run_until_stopped(
     """The body of `serve()`, with the stop event supplied (tests set it themselves)."""
     health = Health()
     registry = telemetry.new_registry()
+    with contextlib.ExitStack() as sockets:
+        await _run(name, settings, lifespan, stop, on_started, health, registry, sockets)
+    log.info("%s stopped", name)
+
+
+async def _run(
+    name: str,
+    settings: ServiceSettings,
+    lifespan: Lifespan,
+    stop: asyncio.Event,
+    on_started: Callable[[Service], None] | None,
+    health: Health,
+    registry: CollectorRegistry,
+    sockets: contextlib.ExitStack,
+) -> None:
     async with asyncio.TaskGroup() as tg:
         service = Service(name, settings, stop, health, registry, tg)
         async with lifespan(service) as http:
-            if http is None:
-                http = HttpApp(
-                    Starlette(routes=health_routes(service)),
-                    settings.health.host,
-                    settings.health.port,
-                )
-            server = _Server(
-                uvicorn.Config(
-                    http.app,
-                    log_config=None,
-                    access_log=False,
-                    lifespan="off",
-                    timeout_graceful_shutdown=int(settings.shutdown.drain_timeout),
-                    timeout_keep_alive=30,
-                )
+            admin = HttpApp(
+                Starlette(routes=health_routes(service)), settings.health.host, settings.health.port
             )
-            sock = _bind(http.host, http.port)
-            service.http_port = sock.getsockname()[1]
-            server_task = tg.create_task(server.serve(sockets=[sock]), name=f"{name}:http")
-            log.info("%s listening on %s:%s", name, http.host, service.http_port)
+            servers: list[tuple[_Server, asyncio.Task[None]]] = []
+            for app in (admin,) if http is None else (http, admin):
+                server = _Server(
+                    uvicorn.Config(
+                        app.app,
+                        http=app.protocol or "auto",
+                        log_config=None,
+                        access_log=False,
+                        lifespan="off",
+                        timeout_graceful_shutdown=int(settings.shutdown.drain_timeout),
+                        timeout_keep_alive=30,
+                    )
+                )
+                sock = sockets.enter_context(_bind(app.host, app.port))
+                port = sock.getsockname()[1]
+                if app is admin:
+                    service.health_port = port
+                if service.http_port is None:
+                    service.http_port = port
+                task = tg.create_task(server.serve(sockets=[sock]), name=f"{name}:http:{port}")
+                servers.append((server, task))
+                log.info(
+                    "%s listening on %s:%s%s", name, app.host, port, " (admin)" * (app is admin)
+                )
             if on_started is not None:
                 on_started(service)
             await stop.wait()
             log.info("%s draining", name)
             health.draining = True
-            server.should_exit = True
+            for server, _ in servers:
+                server.should_exit = True
             await _drain(service, settings.shutdown.drain_timeout)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(server_task), settings.shutdown.drain_timeout)
-            if not server_task.done():
-                server.force_exit = True
-                server_task.cancel()
-        sock.close()
-    log.info("%s stopped", name)
+            await asyncio.wait(
+                [task for _, task in servers], timeout=settings.shutdown.drain_timeout
+            )
+            for server, task in servers:
+                if not task.done():
+                    server.force_exit = True
+                    task.cancel()
 
 
 async def _drain(service: Service, deadline: float) -> None:

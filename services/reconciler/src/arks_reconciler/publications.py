@@ -43,9 +43,24 @@ class EndpointRouting:
     """Applications with at least one backend in the table."""
 
 
-def _path_matches(endpoint: resources.ArksEndpoint) -> list[events.PathMatch]:
+def _conditions(
+    items: Sequence[resources.HTTPHeaderMatch | resources.HTTPQueryParamMatch] | None,
+) -> list[events.HeaderMatch]:
+    return [events.HeaderMatch(type=i.type, name=i.name, value=i.value) for i in items or ()]
+
+
+def _route_matches(endpoint: resources.ArksEndpoint) -> list[events.PathMatch]:
+    """Every matchConfigs entry whole (path, method, headers, query parameters): the
+    router forwards a request only when one of them matches it."""
     return [
-        events.PathMatch(type=m.path.type, value=m.path.value) for m in endpoint.spec.match_configs
+        events.PathMatch(
+            type=m.path.type,
+            value=m.path.value,
+            method=m.method,
+            headers=_conditions(m.headers),
+            query_params=_conditions(m.query_params),
+        )
+        for m in endpoint.spec.match_configs
     ] or [events.PathMatch()]
 
 
@@ -116,9 +131,10 @@ def endpoint_routing(
         endpoint=endpoint.name,
         strategy=spec.strategy,
         session_header=spec.session_header,
-        matches=_path_matches(endpoint),
+        matches=_route_matches(endpoint),
         backends=backends,
         generation=endpoint.metadata.generation or 0,
+        created_at=endpoint.metadata.creation_timestamp,
     )
     return EndpointRouting(
         table=table,

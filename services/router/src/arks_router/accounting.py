@@ -138,7 +138,7 @@ def _reason(error: api_errors.ApiError) -> str:
     if code == "rate_limit_exceeded":
         # a quota held by requests in flight names its kind; rate limits name their rule
         return "quota_held" if error.param in _QUOTA_KINDS else error.param or "rate"
-    if code == "quota_exceeded":
+    if code == "insufficient_quota":
         return "quota"
     if code in ("model_not_found", "model_not_permitted", "path_not_routed"):
         return "model"

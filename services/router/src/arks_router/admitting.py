@@ -1,30 +1,29 @@
 """Everything between a request's arrival and the first byte to an engine.
 
-In order, failing fast and charging nothing until the last step:
+The request already passed `surface` (a normal-form path, a known route, an allowed
+method). In order, failing fast and charging nothing until the last step:
 
 1. readiness (503 `not_ready` until the initial KV state is loaded);
 2. authentication (401, before the body is read, so unauthenticated clients cannot
    make the router buffer bodies);
 3. the body, within `http.max_body_bytes` (413);
-4. the model: the JSON body's `model` for the OpenAI APIs (400 `invalid_json`,
-   `invalid_request`, `missing_model`); for other paths the body's `model` when there
-   is one, else an `x-arks-model` header or `model` query parameter, else the only
-   endpoint granted to the token that serves the path;
+4. the JSON object body (400 `invalid_json`, `invalid_request`), its `model`
+   (400 `missing_model`) and the other fields the router relies on (`validating`,
+   400 `invalid_request` naming the `param`);
 5. the endpoint, in the token's namespace only: 404 `model_not_found` when no
    endpoint of that name exists there, 403 `model_not_permitted` when it exists but
-   the token has no grant for it, 404 `path_not_routed` when its matches do not
-   include the path;
+   the token has no grant for it, 404 `path_not_routed` when none of its matchConfigs
+   matches the request (path, method, headers, query parameters);
 6. `stream_options.include_usage` injected into streaming chat/completions requests
    that lack it (the usage chunk is then stripped from the client's stream);
 7. the candidates (503 `no_backend_available` before anything is charged);
 8. the quota (503 `quota_unavailable` when the grant names a quota the router does
-   not know; 429 `quota_exceeded` at once when the accountant has declared it
+   not know; 429 `insufficient_quota` at once when the accountant has declared it
    exhausted for this period), then the one-round-trip admission (429, 503).
 """
 
 from __future__ import annotations
 
-import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -32,10 +31,11 @@ import orjson
 
 from arks_common import ledger
 from arks_common.events import QuotaSpec, QuotaStateChanged
-from arks_router import api_errors, estimating, governing, limits
+from arks_router import api_errors, estimating, governing, limits, validating
 from arks_router.authenticating import authenticate
 from arks_router.catalog import Catalog, Endpoint
 from arks_router.exchanges import Exchange, header
+from arks_router.matching import Request
 from arks_router.routing import registry
 from arks_router.routing.prefix_affinity import PrefixAffinity, prefix_blocks
 from arks_router.routing.selecting import Fleet
@@ -91,69 +91,23 @@ class Admitter:
         ex.namespace = token.namespace
         ex.token_name = token.token_name
         ex.body = await read_body(receive, ex.headers, self._settings.http.max_body_bytes)
-        ex.kind = estimating.API_PATHS.get(ex.path, estimating.ApiKind.OTHER)
-        payload = self._payload(ex)
-        model = self._model(ex, payload, token.grants)
+        payload = _payload(ex.body)
+        model = validating.model_of(payload)
+        validating.validate(ex.kind, payload)
         endpoint = self._catalog.endpoint(ex.namespace, model)
         grant = token.grant_for(model)
         if endpoint is None:
             raise api_errors.model_not_found(model)
         if grant is None:
             raise api_errors.model_not_permitted(model)
-        if not endpoint.serves(ex.path):
-            raise api_errors.path_not_routed(model, ex.path)
+        if not endpoint.serves(Request(ex.method, ex.path, ex.headers, ex.query)):
+            raise api_errors.path_not_routed(model, ex.method, ex.path)
         ex.endpoint, ex.grant = endpoint, grant
-        if payload is not None:
-            self._shape(ex, payload)
+        self._shape(ex, payload)
         self._rank(ex, endpoint)
         await self._govern(ex)
 
     # ------------------------------------------------------------------ the body
-    def _payload(self, ex: Exchange) -> dict[str, Any] | None:
-        """The JSON object body; required for the OpenAI APIs, optional elsewhere."""
-        if ex.kind is estimating.ApiKind.OTHER:
-            if not ex.body:
-                return None
-            try:
-                data = orjson.loads(ex.body)
-            except orjson.JSONDecodeError:
-                return None
-            return data if isinstance(data, dict) else None
-        try:
-            data = orjson.loads(ex.body)
-        except orjson.JSONDecodeError as exc:
-            raise api_errors.invalid_json(str(exc).split(":")[0]) from None
-        if not isinstance(data, dict):
-            raise api_errors.invalid_body("The request body must be a JSON object.")
-        return data
-
-    def _model(self, ex: Exchange, payload: dict[str, Any] | None, grants: list[Any]) -> str:
-        if payload is not None and "model" in payload:
-            model = payload["model"]
-            if not isinstance(model, str):
-                raise api_errors.invalid_body("'model' must be a string.", param="model")
-            if not model:
-                raise api_errors.missing_model()
-            return model
-        if ex.kind is not estimating.ApiKind.OTHER:
-            raise api_errors.missing_model()
-        named = header(ex.headers, b"x-arks-model")
-        if named:
-            return named.decode("latin-1")
-        if ex.query:
-            values = urllib.parse.parse_qs(ex.query.decode("latin-1")).get("model")
-            if values:
-                return values[0]
-        serving: list[str] = [
-            grant.endpoint
-            for grant in grants
-            if (found := self._catalog.endpoint(ex.namespace, grant.endpoint)) is not None
-            and found.serves(ex.path)
-        ]
-        if len(serving) == 1:
-            return serving[0]
-        raise api_errors.missing_model()
-
     def _shape(self, ex: Exchange, payload: dict[str, Any]) -> None:
         """Streaming flags, usage injection, the estimate and the prompt for routing."""
         ex.stream = payload.get("stream") is True
@@ -164,7 +118,7 @@ class Admitter:
                 payload["stream_options"] = {**kept, "include_usage": True}
                 ex.strip_usage = True
                 ex.body = orjson.dumps(payload)
-        ex.estimate = estimating.estimate(ex.kind, payload, len(ex.body), self._settings.governance)
+        ex.estimate = estimating.estimate(ex.kind, payload, self._settings.governance)
         ex.prompt = estimating.prompt_text(ex.kind, payload)
 
     # ------------------------------------------------------------------ routing
@@ -229,10 +183,21 @@ def _refuse_if_exhausted(spec: QuotaSpec, state: QuotaStateChanged | None, perio
     raise api_errors.ApiError(
         429,
         f"The quota '{spec.name}' has exhausted {kinds} budget.",
-        code="quota_exceeded",
+        code="insufficient_quota",
         type="insufficient_quota",
         param=state.exhausted_kinds[0] if state.exhausted_kinds else None,
     )
+
+
+def _payload(body: bytes) -> dict[str, Any]:
+    """The JSON object body every forwarded API takes."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise api_errors.invalid_json(str(exc).split(":")[0]) from None
+    if not isinstance(data, dict):
+        raise api_errors.invalid_body("The request body must be a JSON object.")
+    return data
 
 
 async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:

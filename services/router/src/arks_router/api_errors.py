@@ -6,20 +6,52 @@
 extra headers (Retry-After, x-ratelimit-*). It is an `ArksError`: 429 and 5xx answers
 are retryable (with the Retry-After delay), 4xx ones are permanent. The catalog of
 codes is in docs/router.md. Messages never contain the bearer token or any other
-request secret.
+request secret, and echo a client's model name or path at most `SHOWN_CHARS` long.
+
+Every error also carries upstream Arks' diagnostic header for its case
+(`x-error-token`, `x-error-request-body-processing`, `x-error-no-model-in-request`,
+`x-error-no-model-backends`, `x-error-rate-limit`, `x-error-quota`; see
+`UPSTREAM_HEADERS`) for clients written against upstream. Their value is `true`, or
+the model name for `x-error-no-model-backends` as upstream sends it (when it is plain
+ASCII); never a token (upstream echoed the token in `x-error-token`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
 
 import orjson
 
 from arks_common.errors import ArksError
 
 Headers = Sequence[tuple[bytes, bytes]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
+SHOWN_CHARS = 256
+"""Longest client-supplied name (model, path) repeated in a message."""
+
+UPSTREAM_HEADERS: dict[str, bytes] = {
+    "missing_api_key": b"x-error-token",
+    "invalid_api_key": b"x-error-token",
+    "model_not_permitted": b"x-error-token",
+    "invalid_json": b"x-error-request-body-processing",
+    "invalid_request": b"x-error-request-body-processing",
+    "missing_model": b"x-error-no-model-in-request",
+    "model_not_found": b"x-error-no-model-backends",
+    "rate_limit_exceeded": b"x-error-rate-limit",
+    "governance_unavailable": b"x-error-rate-limit",
+    "insufficient_quota": b"x-error-quota",
+    "quota_unavailable": b"x-error-quota",
+}
+_PLAIN = re.compile(r"[\x21-\x7e]{1,256}")
+
+
+def shown(name: str) -> str:
+    """A client-supplied name as it may appear in a message: at most SHOWN_CHARS."""
+    return name if len(name) <= SHOWN_CHARS else name[: SHOWN_CHARS - 1] + "…"
 
 
 class ApiError(ArksError):
@@ -33,8 +65,10 @@ class ApiError(ArksError):
         param: str | None = None,
         headers: Headers = (),
         retry_after: float | None = None,
+        diagnostic: str = "true",
     ) -> None:
         super().__init__(message, reason=code)
+        self.diagnostic = diagnostic
         self.status = status
         self.code = code
         self.type = type
@@ -49,6 +83,10 @@ class ApiError(ArksError):
 
     def response_headers(self) -> list[tuple[bytes, bytes]]:
         headers = [JSON_CONTENT_TYPE, *self.headers]
+        upstream = UPSTREAM_HEADERS.get(self.code)
+        if upstream is not None:
+            plain = _PLAIN.fullmatch(self.diagnostic) is not None
+            headers.append((upstream, self.diagnostic.encode() if plain else b"true"))
         if self.retry_after is not None:
             headers.append((b"retry-after", str(max(1, round(self.retry_after + 0.499))).encode()))
         return headers
@@ -56,6 +94,14 @@ class ApiError(ArksError):
 
 def envelope(message: str, *, type: str, code: str | int | None, param: str | None = None) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
+
+
+async def send(send: Send, error: ApiError) -> None:
+    """Answer an ASGI request with `error` (before anything else was sent)."""
+    body = error.body()
+    headers = [*error.response_headers(), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 # ----------------------------------------------------------------------------- catalog
@@ -94,25 +140,57 @@ def missing_model() -> ApiError:
 def model_not_found(model: str) -> ApiError:
     return ApiError(
         404,
-        f"The model '{model}' does not exist or you do not have access to it.",
+        f"The model '{shown(model)}' does not exist or you do not have access to it.",
         code="model_not_found",
         param="model",
+        diagnostic=model,
     )
 
 
 def model_not_permitted(model: str) -> ApiError:
     return ApiError(
         403,
-        f"Your API key is not permitted to use the model '{model}'.",
+        f"Your API key is not permitted to use the model '{shown(model)}'.",
         code="model_not_permitted",
         type="permission_error",
         param="model",
     )
 
 
-def path_not_routed(model: str, path: str) -> ApiError:
+def path_not_routed(model: str, method: str, path: str) -> ApiError:
     return ApiError(
-        404, f"The model '{model}' does not serve {path}.", code="path_not_routed", param="model"
+        404,
+        f"The model '{shown(model)}' does not serve {method} {path} with this request's "
+        "headers and query: none of its matchConfigs matches.",
+        code="path_not_routed",
+        param="model",
+    )
+
+
+def invalid_path() -> ApiError:
+    return ApiError(
+        400,
+        "The request path is not in normal form (percent-encoding, '.' or '..' segments, or "
+        "repeated '/'): send the path exactly as the API reference writes it.",
+        code="invalid_path",
+    )
+
+
+def unknown_route(method: str, path: str) -> ApiError:
+    return ApiError(
+        404,
+        f"Invalid URL ({method} {shown(path)}): the router does not serve this route.",
+        code="unknown_route",
+    )
+
+
+def method_not_allowed(method: str, path: str, allowed: Sequence[str]) -> ApiError:
+    allow = ", ".join(allowed)
+    return ApiError(
+        405,
+        f"Method {method} is not allowed on {path} (allowed: {allow}).",
+        code="method_not_allowed",
+        headers=[(b"allow", allow.encode())],
     )
 
 
@@ -158,36 +236,3 @@ def upstream_timeout(model: str) -> ApiError:
         code="upstream_timeout",
         type="server_error",
     )
-
-
-def upstream_status(status: int, body: bytes) -> ApiError:
-    """An engine's non-2xx answer in our envelope, keeping its status and its words."""
-    message, type_, code, param = _upstream_fields(body)
-    if not message:
-        message = f"The backend answered with HTTP {status}."
-    if not type_:
-        type_ = "server_error" if status >= 500 else "invalid_request_error"
-    return ApiError(status, message, code=code or "upstream_error", type=type_, param=param)
-
-
-def _upstream_fields(body: bytes) -> tuple[str, str, str, str | None]:
-    """message, type, code, param out of an OpenAI/vLLM/FastAPI error body."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body.decode("utf-8", "replace").strip()[:4096], "", "", None
-    if isinstance(data, dict):
-        inner = data.get("error", data)
-        if isinstance(inner, dict):
-            message = inner.get("message") or inner.get("detail") or ""
-            code = inner.get("code")
-            param = inner.get("param")
-            return (
-                str(message)[:4096],
-                str(inner.get("type") or ""),
-                "" if code is None else str(code),
-                None if param is None else str(param),
-            )
-        if isinstance(inner, str):
-            return inner[:4096], "", "", None
-    return body.decode("utf-8", "replace").strip()[:4096], "", "", None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -25,7 +24,6 @@ from typing import TypeVar
 from arks_common import subjects
 from arks_common.errors import PermanentError
 from arks_common.events import (
-    PathMatch,
     QuotaSpec,
     QuotaStateChanged,
     RouteTable,
@@ -33,6 +31,7 @@ from arks_common.events import (
     decode_as,
 )
 from arks_common.messaging import KvChange, KvSnapshot, KvUpdate
+from arks_router.matching import Request, RouteMatch
 
 log = logging.getLogger(__name__)
 
@@ -45,41 +44,30 @@ Key = tuple[str, str]
 TOKEN_INDEX_CHARS = 16
 
 
-def _path_matcher(match: PathMatch) -> Callable[[str], bool]:
-    value = match.value
-    if match.type == "Exact":
-        return lambda path: path == value
-    if match.type == "RegularExpression":
-        try:
-            pattern = re.compile(value)
-        except re.error:
-            log.warning("invalid RegularExpression path match %r: it never matches", value)
-            return lambda path: False
-        return lambda path: pattern.fullmatch(path) is not None
-    # PathPrefix matches whole path elements: "/v1" matches "/v1" and "/v1/x", not "/v1x".
-    prefix = value.rstrip("/")
-    if not prefix:
-        return lambda path: True
-    return lambda path: path == prefix or path.startswith(prefix + "/")
-
-
 @dataclass(frozen=True)
 class Endpoint:
-    """A route table with its path matches compiled."""
+    """A route table with its matchConfigs compiled (`matching`)."""
 
     table: RouteTable
-    matchers: tuple[Callable[[str], bool], ...]
+    matches: tuple[RouteMatch, ...]
 
     @classmethod
     def of(cls, table: RouteTable) -> Endpoint:
-        return cls(table, tuple(_path_matcher(m) for m in table.matches))
+        return cls(table, tuple(RouteMatch.of(m) for m in table.matches))
 
     @property
     def name(self) -> str:
         return self.table.endpoint
 
-    def serves(self, path: str) -> bool:
-        return any(matcher(path) for matcher in self.matchers)
+    @property
+    def created(self) -> int:
+        """Creation time in Unix seconds (0 when the route table does not say)."""
+        created = self.table.created_at
+        return int(created.timestamp()) if created is not None else 0
+
+    def serves(self, request: Request) -> bool:
+        """Whether one of the endpoint's matchConfigs matches the request."""
+        return any(match(request) for match in self.matches)
 
 
 class Catalog:

@@ -10,12 +10,12 @@ right; running a tokenizer on the hot path would cost more than the whole proxy.
   (`tokens_per_message` per message, `tokens_per_request` for the assistant turn; the
   defaults count ChatML's markers as plain text, which over-reserves a little for real
   tokenizers). Token-id prompts are counted exactly. Images count 765 tokens each (a
-  512-px tile at OpenAI's high detail). Unknown APIs are estimated from the size of
-  the whole body.
+  512-px tile at OpenAI's high detail). A Responses API request counts its
+  `instructions` and the texts of its `input` items like chat messages.
 - Completion: `max_completion_tokens` / `max_tokens` (times `n`, and times the number
-  of prompts of a batched completion); a chat request without one reserves
-  `default_max_tokens`, a completion request `completions_default_max_tokens` (vLLM's
-  default of 16); embeddings generate nothing.
+  of prompts of a batched completion), `max_output_tokens` for Responses; a chat or
+  Responses request without one reserves `default_max_tokens`, a completion request
+  `completions_default_max_tokens` (vLLM's default of 16); embeddings generate nothing.
 - Both are capped so that one request never reserves more than `max_reserved_tokens`.
 """
 
@@ -34,17 +34,12 @@ MAX_CHOICES = 128
 
 
 class ApiKind(StrEnum):
+    """The inference APIs the router forwards (their routes are in `surface`)."""
+
     CHAT = "chat"
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
-    OTHER = "other"
-
-
-API_PATHS: dict[str, ApiKind] = {
-    "/v1/chat/completions": ApiKind.CHAT,
-    "/v1/completions": ApiKind.COMPLETIONS,
-    "/v1/embeddings": ApiKind.EMBEDDINGS,
-}
+    RESPONSES = "responses"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +56,7 @@ def text_bytes(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode())
 
 
-def estimate(
-    kind: ApiKind, body: dict[str, Any], body_size: int, settings: GovernanceSettings
-) -> Estimate:
+def estimate(kind: ApiKind, body: dict[str, Any], settings: GovernanceSettings) -> Estimate:
     per_token = settings.bytes_per_token
     if kind is ApiKind.CHAT:
         prompt = _chat_prompt(
@@ -83,8 +76,12 @@ def estimate(
         prompt, _ = _completion_prompt(body.get("input"), per_token)
         completion = 0
     else:
-        prompt = _ceil_div(body_size, per_token)
-        completion = _limit(body, ("max_completion_tokens", "max_tokens")) or 0
+        prompt = _responses_prompt(
+            body, per_token, settings.tokens_per_message, settings.tokens_per_request
+        )
+        completion = _limit(body, ("max_output_tokens",))
+        if completion is None:
+            completion = settings.default_max_tokens
     cap = settings.max_reserved_tokens
     prompt = min(prompt, cap)
     return Estimate(prompt, min(completion, cap - prompt))
@@ -108,6 +105,16 @@ def prompt_text(kind: ApiKind, body: dict[str, Any]) -> str:
             return prompt
         if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
             return prompt[0]
+    if kind is ApiKind.RESPONSES:
+        texts = _texts(body.get("instructions"))
+        given = body.get("input")
+        if isinstance(given, str):
+            texts.append(given)
+        elif isinstance(given, list):
+            for item in given:
+                if isinstance(item, dict):
+                    texts.extend(_texts(item.get("content")))
+        return "\x1e".join(texts)
     return ""
 
 
@@ -177,6 +184,33 @@ def _chat_prompt(body: dict[str, Any], per_token: float, per_message: int, per_r
     if tools:
         size += len(orjson.dumps(tools))
     return tokens + _ceil_div(size, per_token)
+
+
+def _responses_prompt(
+    body: dict[str, Any], per_token: float, per_message: int, per_request: int
+) -> int:
+    """Responses API: `input` is a string or a list of items (messages whose content is
+    a string or parts, function calls and their outputs), plus `instructions`."""
+    given = body.get("input")
+    items: list[dict[str, Any]] = []
+    if isinstance(given, str):
+        items.append({"content": given})
+    elif isinstance(given, list):
+        items.extend(item for item in given if isinstance(item, dict))
+    instructions = body.get("instructions")
+    if isinstance(instructions, str):
+        items.append({"content": instructions})
+    tokens = _chat_prompt(
+        {"messages": items, "tools": body.get("tools")}, per_token, per_message, per_request
+    )
+    # function_call / function_call_output items carry their text outside `content`
+    extra = sum(
+        text_bytes(value)
+        for item in items
+        for key in ("arguments", "output")
+        if isinstance(value := item.get(key), str)
+    )
+    return tokens + _ceil_div(extra, per_token)
 
 
 def _completion_prompt(prompt: Any, per_token: float) -> tuple[int, int]:

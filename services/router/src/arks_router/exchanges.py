@@ -24,6 +24,8 @@ UsageSource = Literal["engine", "estimated", "none"]
 
 REQUEST_ID_KEY = "arks.request_id"
 """Where the request-id middleware leaves the id in the ASGI scope."""
+API_KIND_KEY = "arks.api_kind"
+"""Where `surface` leaves the ApiKind of the route a forwarded request takes."""
 
 
 def new_request_id() -> str:
@@ -54,6 +56,7 @@ class Exchange:
     path: str
     query: bytes
     headers: list[tuple[bytes, bytes]]
+    kind: ApiKind
     started: float = field(default_factory=time.perf_counter)
 
     # who and what
@@ -61,7 +64,6 @@ class Exchange:
     token_name: str = ""
     endpoint: Endpoint | None = None
     grant: EndpointGrant | None = None
-    kind: ApiKind = ApiKind.OTHER
     body: bytes = b""
     stream: bool = False
     strip_usage: bool = False

@@ -347,7 +347,7 @@ def _quota_exhausted(quota: QuotaPlan, kind: str) -> api_errors.ApiError:
         429,
         f"The quota '{quota.name}' has no {kind} budget left for this request"
         + (" in this period." if start_next is not None else "."),
-        code="quota_exceeded",
+        code="insufficient_quota",
         type="insufficient_quota",
         param=kind,
         retry_after=start_next,

@@ -14,6 +14,11 @@ Only complete events are forwarded; a trailing partial event is forwarded by
 `finish()` as it is. Events that are not JSON pass through untouched.
 
 `parse_body()` does the same for a whole JSON response.
+
+The Responses API is read too: its usage is `input_tokens` / `output_tokens` (and
+`input_tokens_details.cached_tokens`), in the response object, which a stream carries
+in its terminal event (`response.completed`, `response.incomplete` or
+`response.failed`); that event, not `[DONE]`, ends such a stream.
 """
 
 from __future__ import annotations
@@ -35,15 +40,22 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
+_TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
 def usage_of(value: Any) -> Usage | None:
+    """Chat/completions/embeddings usage, or the Responses API's."""
     if not isinstance(value, dict):
         return None
-    prompt = value.get("prompt_tokens")
-    completion = value.get("completion_tokens", 0)
+    if "prompt_tokens" in value:
+        prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens", 0)
+        details = value.get("prompt_tokens_details")
+    else:
+        prompt, completion = value.get("input_tokens"), value.get("output_tokens", 0)
+        details = value.get("input_tokens_details")
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
     cached = 0
-    details = value.get("prompt_tokens_details")
     if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
         cached = details["cached_tokens"]
     return Usage(max(0, prompt), max(0, completion), max(0, cached))
@@ -152,6 +164,9 @@ class StreamMeter:
             return False
         if not isinstance(payload, dict):
             return False
+        response = payload.get("response")
+        if isinstance(response, dict):
+            return self._response_event(payload, response)
         if not self._seen_json:
             self._seen_json = True
             model = payload.get("model")
@@ -167,12 +182,31 @@ class StreamMeter:
         self.usage = usage
         return self.strip_usage and not choices
 
+    def _response_event(self, payload: dict[str, Any], response: dict[str, Any]) -> bool:
+        """A Responses API lifecycle event: the first names the model, the last ends
+        the stream with the usage."""
+        if not self._seen_json:
+            self._seen_json = True
+            model = response.get("model")
+            self.model = model if isinstance(model, str) else ""
+        if payload.get("type") in _TERMINAL_EVENTS:
+            self.done = True
+            usage = usage_of(response.get("usage"))
+            if usage is not None:
+                self.usage = usage
+        return False
+
 
 _USAGE_MARKS = (b'"usage":{', b'"usage": {')
+_RESPONSE_MARKS = (b'"response":{', b'"response": {')
 
 
 def _may_carry_usage(data: bytes) -> bool:
-    return b'"usage"' in data and any(mark in data for mark in _USAGE_MARKS)
+    """Whether events may hold a usage object or a Responses lifecycle event (which
+    must be parsed); plain content deltas hold neither."""
+    return (b'"usage"' in data and any(mark in data for mark in _USAGE_MARKS)) or (
+        b'"response"' in data and any(mark in data for mark in _RESPONSE_MARKS)
+    )
 
 
 def _last_boundary(buf: bytes) -> int:

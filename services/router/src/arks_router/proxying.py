@@ -39,10 +39,10 @@ from opentelemetry import propagate, trace
 
 from arks_common import telemetry
 from arks_common.events import Outcome
-from arks_router import api_errors, estimating, metering
+from arks_router import api_errors, engine_errors, metering
 from arks_router.accounting import Accountant
 from arks_router.admitting import Admitter, ClientGone
-from arks_router.exchanges import Exchange, request_id_of
+from arks_router.exchanges import API_KIND_KEY, Exchange, request_id_of
 from arks_router.metrics import RouterMetrics
 from arks_router.routing.base import Candidate
 from arks_router.routing.selecting import Fleet
@@ -137,6 +137,7 @@ class Proxy:
             path=scope["path"],
             query=scope.get("query_string", b""),
             headers=scope["headers"],
+            kind=scope[API_KIND_KEY],
         )
         self._metrics.in_flight.inc()
         try:
@@ -298,7 +299,7 @@ class Proxy:
         finally:
             response.close()
             self._fleet.release(candidate.url)
-        raise _Retry(api_errors.upstream_status(response.status, body))
+        raise _Retry(engine_errors.translate(response.status, body))
 
     def _failed(self, ex: Exchange, candidate: Candidate, kind: str) -> None:
         self._metrics.upstream_errors.labels(
@@ -333,7 +334,7 @@ class Proxy:
         body = await _read_error_body(response, self._error_body_bytes)
         ex.first_byte_at = time.perf_counter()
         ex.outcome = Outcome.UPSTREAM_ERROR if response.status >= 500 else Outcome.CLIENT_ERROR
-        error = api_errors.upstream_status(response.status, body)
+        error = engine_errors.translate(response.status, body)
         retry_after = response.headers.get("retry-after")
         if retry_after:
             error.headers.append((b"retry-after", retry_after.encode("latin-1")))
@@ -359,7 +360,7 @@ class Proxy:
         ex.model = model
         if usage is not None:
             ex.usage, ex.usage_source = usage, "engine"
-        elif ex.kind is not estimating.ApiKind.OTHER:
+        else:
             self._estimate_usage(ex, 0)
         headers = self._response_headers(ex, response)
         headers.append((b"content-length", str(len(body)).encode()))
@@ -400,7 +401,7 @@ class Proxy:
             self._metered(ex, meter)
             raise
         tail = meter.finish()
-        if broken is not None or (not meter.done and ex.kind is not estimating.ApiKind.OTHER):
+        if broken is not None or not meter.done:
             assert ex.backend is not None
             self._failed(ex, ex.backend, "stream")
             ex.outcome = Outcome.UPSTREAM_ERROR

@@ -143,7 +143,7 @@ def test_the_routers_public_port_serves_no_health_or_metrics() -> None:
         d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "arks-router"
     ]
     (container,) = router["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["http"] == int(env["ARKS_HTTP__PORT"])
     assert ports["admin"] == int(env["ARKS_HEALTH__PORT"]) != ports["http"]

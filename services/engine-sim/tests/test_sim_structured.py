@@ -6,7 +6,7 @@ checked with jsonschema), streamed and not."""
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import openai
@@ -228,22 +228,44 @@ async def test_auto_needs_vllm_flags_and_tool_choice_is_validated(start_sim, ope
 BAD_TOOL_REQUESTS: list[tuple[dict[str, Any], str | None]] = [
     ({"tool_choice": "required"}, "tool_choice"),
     ({"tools": TOOLS, "tool_choice": "sometimes"}, "tool_choice"),
-    ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
+    (
+        {"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+        "tool_choice",
+    ),
     ({"tools": TOOLS, "tool_choice": {"type": "function"}}, "tool_choice"),
     ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {}}}, "tool_choice"),
     ({"tools": "get_weather", "tool_choice": "required"}, "tools"),
-    ({"tools": [{"type": "custom", "custom": {"name": "x"}}], "tool_choice": "required"}, "tools[0].type"),
+    (
+        {"tools": [{"type": "custom", "custom": {"name": "x"}}], "tool_choice": "required"},
+        "tools[0].type",
+    ),
     ({"tools": [{"type": "function"}], "tool_choice": "required"}, "tools[0].function"),
     ({"tools": [{"function": {"name": ""}}], "tool_choice": "required"}, "tools[0].function.name"),
     (
-        {"tools": [{"function": {"name": "f", "parameters": {"type": "nope"}}}], "tool_choice": "none"},
+        {
+            "tools": [{"function": {"name": "f", "parameters": {"type": "nope"}}}],
+            "tool_choice": "none",
+        },
         "tools[0].function.parameters",
     ),
     (
-        {"tools": [{"function": {"name": "f", "parameters": {"type": "string", "minLength": 5, "maxLength": 2}}}], "tool_choice": "required"},
+        {
+            "tools": [
+                {
+                    "function": {
+                        "name": "f",
+                        "parameters": {"type": "string", "minLength": 5, "maxLength": 2},
+                    }
+                }
+            ],
+            "tool_choice": "required",
+        },
         "tools",
     ),
-    ({"tools": TOOLS, "tool_choice": "required", "parallel_tool_calls": "yes"}, "parallel_tool_calls"),
+    (
+        {"tools": TOOLS, "tool_choice": "required", "parallel_tool_calls": "yes"},
+        "parallel_tool_calls",
+    ),
     ({"tools": TOOLS}, None),  # auto without --enable-auto-tool-choice
     (
         {"messages": [*ASK, {"role": "assistant", "tool_calls": [{"function": {"name": "f"}}]}]},
@@ -253,23 +275,44 @@ BAD_TOOL_REQUESTS: list[tuple[dict[str, Any], str | None]] = [
     ({"response_format": "json"}, "response_format"),
     ({"response_format": {"type": "xml"}}, "response_format.type"),
     ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
-    ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}, "response_format.json_schema.name"),
     (
-        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}}},
+        {"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}},
+        "response_format.json_schema.name",
+    ),
+    (
+        {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": {"type": 5}},
+            }
+        },
         "response_format.json_schema.schema",
     ),
     (
-        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"enum": []}}}},
+        {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": {"enum": []}},
+            }
+        },
         "response_format",
     ),
     (
-        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "integer", "minimum": 5, "maximum": 2}}}},
+        {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "x",
+                    "schema": {"type": "integer", "minimum": 5, "maximum": 2},
+                },
+            }
+        },
         "response_format",
     ),
-]  # fmt: skip
+]
 
 
-class Colour(str, Enum):
+class Colour(StrEnum):
     RED = "red"
     GREEN = "green"
 
@@ -340,16 +383,29 @@ SCHEMAS: list[dict[str, Any]] = [
             "when": {"type": "string", "format": "date-time"},
             "id": {"type": "string", "format": "uuid"},
             "ratio": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-            "pair": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}], "items": False},
-            "unique": {"type": "array", "items": {"enum": [1, 2, 3]}, "uniqueItems": True, "minItems": 2},
+            "pair": {
+                "type": "array",
+                "prefixItems": [{"type": "string"}, {"type": "integer"}],
+                "items": False,
+            },
+            "unique": {
+                "type": "array",
+                "items": {"enum": [1, 2, 3]},
+                "uniqueItems": True,
+                "minItems": 2,
+            },
             "either": {"oneOf": [{"type": "string", "maxLength": 3}, {"type": "boolean"}]},
             "fixed": {"const": "v1"},
-            "extra": {"type": "object", "minProperties": 2, "additionalProperties": {"type": "integer"}},
+            "extra": {
+                "type": "object",
+                "minProperties": 2,
+                "additionalProperties": {"type": "integer"},
+            },
         },
         "required": ["when", "id", "ratio", "pair", "unique", "either", "fixed", "extra"],
     },
     {"type": "array", "items": {"type": "string", "pattern": "^(ab|cd)+x?$"}, "minItems": 1},
-]  # fmt: skip
+]
 
 
 async def test_json_schema_answers_validate_streamed_and_not(start_sim, openai_schemas):
@@ -397,3 +453,22 @@ async def test_json_object_answers_are_objects(start_sim):
             )
             text = "".join([c.choices[0].delta.content or "" async for c in stream])
             assert text == answer.choices[0].message.content
+
+
+async def test_structured_tokens_are_the_tokenizers_own(start_sim, tiny_model):
+    """With a tokenizer.json, a JSON answer is emitted token by token as that tokenizer
+    splits it, so completion_tokens re-counts exactly."""
+    model_dir, tokenizer = tiny_model
+    schema = BOOK["function"]["parameters"]  # type: ignore[index]
+    fmt = {"type": "json_schema", "json_schema": {"name": "trip", "schema": schema}}
+    async with start_sim(model=str(model_dir)) as sim, sim.http() as http:
+        for seed in range(3):
+            body = {"messages": ASK, "response_format": fmt, "seed": seed, "logprobs": True}
+            answer = (await http.post("/v1/chat/completions", json=body)).json()
+            content = answer["choices"][0]["message"]["content"]
+            Draft202012Validator(schema).validate(json.loads(content))
+            expected = len(tokenizer.encode(content, add_special_tokens=False).ids)
+            assert answer["usage"]["completion_tokens"] == expected
+            pieces = [e["token"] for e in answer["choices"][0]["logprobs"]["content"]]
+            assert len(pieces) == expected
+            assert "".join(pieces) == content

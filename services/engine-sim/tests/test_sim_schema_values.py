@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 
 from arks_engine_sim.errors import ApiError
 from arks_engine_sim.regex_strings import Unsupported, matching
-from arks_engine_sim.schema_values import Unsatisfiable, ValueGenerator, free_object
+from arks_engine_sim.schema_scalars import Unsatisfiable
+from arks_engine_sim.schema_values import ValueGenerator, free_object
 from arks_engine_sim.structuring import schema_json
 from arks_engine_sim.vocabulary import Vocabulary
 

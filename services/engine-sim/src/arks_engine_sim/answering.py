@@ -35,13 +35,13 @@ from arks_engine_sim.parsing import (
 )
 from arks_engine_sim.rendering import (
     DONE,
-    JSON_HEADER,
     SSE_HEADERS,
     Identity,
     StreamRenderer,
     chat_choice,
     completion_choice,
     generation_response,
+    send_json,
 )
 from arks_engine_sim.scheduling import Engine, SimRequest, Waker
 from arks_engine_sim.settings import SimSettings
@@ -196,14 +196,7 @@ class Answering:
             completion=sum(sim.generated for sim in sims),
             cached=sims[0].cached_tokens,
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [JSON_HEADER, (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 200, body)
         return True
 
     async def _stream(

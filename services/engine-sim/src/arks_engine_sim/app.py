@@ -36,10 +36,11 @@ from arks_engine_sim.loading import ModelRuntime
 from arks_engine_sim.metrics import CONTENT_TYPE, EngineStats, MetricsEndpoint
 from arks_engine_sim.parsing import load_json, parse_embedding
 from arks_engine_sim.rendering import (
-    JSON_HEADER,
     Identity,
     embedding_response,
     embedding_vector,
+    send_bytes,
+    send_json,
 )
 from arks_engine_sim.scheduling import Engine, SimRequest
 from arks_engine_sim.settings import SimSettings
@@ -73,23 +74,6 @@ async def _read_body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-async def _send_bytes(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_json(send: Send, status: int, body: bytes) -> None:
-    await _send_bytes(send, status, body, [JSON_HEADER])
 
 
 def _exit_process(code: int) -> None:
@@ -147,16 +131,16 @@ class SimApp:
             return
         route = self._routes.get(scope["path"])
         if route is None:
-            await _send_json(send, 404, b'{"detail":"Not Found"}')
+            await send_json(send, 404, b'{"detail":"Not Found"}')
             return
         method, handler = route
         if scope["method"] != method:
-            await _send_json(send, 405, b'{"detail":"Method Not Allowed"}')
+            await send_json(send, 405, b'{"detail":"Method Not Allowed"}')
             return
         if self._api_key is not None and scope["path"].startswith("/v1/"):
             given = _header(scope, b"authorization") or b""
             if not hmac.compare_digest(given, b"Bearer " + self._api_key):
-                await _send_json(send, 401, b'{"error":"Unauthorized"}')
+                await send_json(send, 401, b'{"error":"Unauthorized"}')
                 return
         await handler(scope, receive, send)
 
@@ -172,21 +156,21 @@ class SimApp:
     # -- plain endpoints ----------------------------------------------------------------
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.runtime is None:
-            await _send_json(send, 503, ApiError(503, "The model is loading.").body())
+            await send_json(send, 503, ApiError(503, "The model is loading.").body())
         else:
-            await _send_bytes(send, 200, b"", [])
+            await send_bytes(send, 200, b"", [])
 
     async def _version(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _send_json(send, 200, orjson.dumps({"version": VERSION}))
+        await send_json(send, 200, orjson.dumps({"version": VERSION}))
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = self.metrics.render()
-        await _send_bytes(send, 200, body, [(b"content-type", CONTENT_TYPE.encode())])
+        await send_bytes(send, 200, body, [(b"content-type", CONTENT_TYPE.encode())])
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = self.runtime
         if runtime is None:
-            await _send_json(send, 503, ApiError(503, "The model is loading.").body())
+            await send_json(send, 503, ApiError(503, "The model is loading.").body())
             return
         s = self.settings
         metadata = {
@@ -215,7 +199,7 @@ class SimApp:
             }
             for name in self.served
         ]
-        await _send_json(send, 200, orjson.dumps({"object": "list", "data": cards}))
+        await send_json(send, 200, orjson.dumps({"object": "list", "data": cards}))
 
     # -- inference ----------------------------------------------------------------------
     def _identity(self, scope: Scope, prefix: str, model: str) -> Identity:
@@ -254,7 +238,7 @@ class SimApp:
         arrival: float = scope.get(ARRIVAL_KEY) or time.monotonic()
         runtime = self.runtime
         if runtime is None:
-            await _send_json(send, 503, ApiError(503, "The model is loading.").body())
+            await send_json(send, 503, ApiError(503, "The model is loading.").body())
             return
         raw = await _read_body(receive)
         if raw is None:
@@ -262,11 +246,11 @@ class SimApp:
         try:
             prepared = await self.answering.prepare(runtime, raw, chat=chat)
         except ApiError as exc:
-            await _send_json(send, exc.status, exc.body())
+            await send_json(send, exc.status, exc.body())
             return
         injected = self._inject_error()
         if injected is not None:
-            await _send_json(send, injected.status, injected.body())
+            await send_json(send, injected.status, injected.body())
             return
         sims = self.answering.sequences(prepared, arrival=arrival, hang_at=self._hang_at())
         identity = self._identity(scope, "chatcmpl" if chat else "cmpl", prepared.request.model)
@@ -291,7 +275,7 @@ class SimApp:
         arrival: float = scope.get(ARRIVAL_KEY) or time.monotonic()
         runtime = self.runtime
         if runtime is None:
-            await _send_json(send, 503, ApiError(503, "The model is loading.").body())
+            await send_json(send, 503, ApiError(503, "The model is loading.").body())
             return
         raw = await _read_body(receive)
         if raw is None:
@@ -311,11 +295,11 @@ class SimApp:
                         "input",
                     )
         except ApiError as exc:
-            await _send_json(send, exc.status, exc.body())
+            await send_json(send, exc.status, exc.body())
             return
         injected = self._inject_error()
         if injected is not None:
-            await _send_json(send, injected.status, injected.body())
+            await send_json(send, injected.status, injected.body())
             return
         sims = [
             SimRequest(
@@ -348,5 +332,5 @@ class SimApp:
             sum(p.count for p in prompts),
             base64_encoded=request.encoding_format == "base64",
         )
-        await _send_json(send, 200, body)
+        await send_json(send, 200, body)
         self._answered_one()

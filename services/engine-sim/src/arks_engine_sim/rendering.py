@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from starlette.types import Send
 
 from arks_engine_sim.generating import OutputPlan
 from arks_engine_sim.logprobs import chat_logprobs, completion_logprobs
@@ -34,6 +35,23 @@ SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
 ]
 JSON_HEADER = (b"content-type", b"application/json")
+
+
+async def send_bytes(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, body: bytes) -> None:
+    await send_bytes(send, status, body, [JSON_HEADER])
 
 
 @dataclass(frozen=True, slots=True)

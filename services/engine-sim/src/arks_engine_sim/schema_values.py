@@ -18,25 +18,19 @@ jsonschema and retries, so keywords not modelled here only cost retries.
 
 from __future__ import annotations
 
-import math
 import random
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from arks_engine_sim.regex_strings import Unsupported, matching
+from arks_engine_sim.schema_scalars import SPAN, Unsatisfiable, formatted, number
 
 _SHALLOW = 6
 _TOO_DEEP = 40
-_SPAN = 100
 _OBJECT_HINTS = ("properties", "required", "additionalProperties", "minProperties")
 _ARRAY_HINTS = ("items", "prefixItems", "minItems", "maxItems", "contains")
 _STRING_HINTS = ("minLength", "maxLength", "pattern", "format")
 _NUMBER_HINTS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
-
-
-class Unsatisfiable(ValueError):
-    """No value can be generated for this schema (or not by this generator)."""
 
 
 class ValueGenerator:
@@ -108,7 +102,7 @@ class ValueGenerator:
         if kind == "string":
             return self._string(schema)
         if kind in ("integer", "number"):
-            return _number(schema, self.rng, integer=kind == "integer")
+            return number(schema, self.rng, integer=kind == "integer")
         if kind == "boolean":
             return self.rng.random() < 0.5
         if kind == "null":
@@ -151,7 +145,7 @@ class ValueGenerator:
         if pick == 0:
             return self.word()
         if pick == 1:
-            return self.rng.randint(0, _SPAN)
+            return self.rng.randint(0, SPAN)
         return self.rng.random() < 0.5
 
     def _object(self, schema: dict[str, Any], depth: int) -> dict[str, Any]:
@@ -219,9 +213,9 @@ class ValueGenerator:
                 return matching(schema["pattern"], self.rng)
             except Unsupported as exc:
                 raise Unsatisfiable(str(exc)) from None
-        formatted = _formatted(schema.get("format"), self.rng, self.word)
-        if formatted is not None:
-            return formatted
+        shaped = formatted(schema.get("format"), self.rng, self.word)
+        if shaped is not None:
+            return shaped
         low = int(schema.get("minLength", 0))
         high = schema.get("maxLength")
         text = " ".join(self.word() for _ in range(self.rng.randint(1, 4)))
@@ -246,87 +240,6 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _bounds(schema: dict[str, Any]) -> tuple[float | None, bool, float | None, bool]:
-    low: float | None = schema.get("minimum")
-    high: float | None = schema.get("maximum")
-    low_open = high_open = False
-    exclusive_low, exclusive_high = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
-    if exclusive_low is True:  # draft 4: a flag on `minimum`
-        low_open = True
-    elif isinstance(exclusive_low, int | float) and (low is None or exclusive_low >= low):
-        low, low_open = exclusive_low, True
-    if exclusive_high is True:
-        high_open = True
-    elif isinstance(exclusive_high, int | float) and (high is None or exclusive_high <= high):
-        high, high_open = exclusive_high, True
-    return low, low_open, high, high_open
-
-
-def _number(schema: dict[str, Any], rng: random.Random, *, integer: bool) -> int | float:
-    given_low, low_open, given_high, high_open = _bounds(schema)
-    fallback_low = 0.0 if given_high is None else given_high - _SPAN
-    low = fallback_low if given_low is None else given_low
-    high = low + _SPAN if given_high is None else given_high
-    step = schema.get("multipleOf")
-    if integer or isinstance(step, int):
-        lo = math.floor(low) + 1 if low_open and float(low).is_integer() else math.ceil(low)
-        hi = math.ceil(high) - 1 if high_open and float(high).is_integer() else math.floor(high)
-        if isinstance(step, int | float) and step > 0:
-            first, last = math.ceil(lo / step), math.floor(hi / step)
-            if first > last:
-                raise Unsatisfiable("no multiple of multipleOf within the bounds")
-            for _ in range(16):
-                value = rng.randint(first, last) * step
-                if integer and not float(value).is_integer():
-                    continue
-                if isinstance(value, int) or (value / step).is_integer():
-                    return int(value) if integer else value
-            raise Unsatisfiable("multipleOf cannot be met exactly")
-        if lo > hi:
-            raise Unsatisfiable("the bounds admit no integer")
-        return rng.randint(lo, hi)
-    if low > high or (low == high and (low_open or high_open)):
-        raise Unsatisfiable("the bounds admit no number")
-    if isinstance(step, float) and step > 0:
-        first, last = math.ceil(low / step), math.floor(high / step)
-        for _ in range(16):
-            k = rng.randint(first, last) if first <= last else first
-            value = k * step
-            if low <= value <= high and (value / step).is_integer():
-                return value
-        raise Unsatisfiable("multipleOf cannot be met exactly")
-    value = round(rng.uniform(low, high), 2)
-    if value < low or value > high or (low_open and value == low) or (high_open and value == high):
-        value = (low + high) / 2
-    return value
-
-
-def _formatted(fmt: object, rng: random.Random, word: Any) -> str | None:
-    day = f"2025-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-    clock = f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z"
-    if fmt == "date-time":
-        return f"{day}T{clock}"
-    if fmt == "date":
-        return day
-    if fmt == "time":
-        return clock
-    if fmt == "email":
-        return f"{word()}@{word()}.example.com"
-    if fmt in ("uri", "url", "iri", "uri-reference"):
-        return f"https://{word()}.example.com/{word()}"
-    if fmt in ("hostname", "idn-hostname"):
-        return f"{word()}.example.com"
-    if fmt == "uuid":
-        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-    if fmt == "ipv4":
-        return ".".join(str(rng.randint(1, 254)) for _ in range(4))
-    if fmt == "ipv6":
-        return ":".join(f"{rng.getrandbits(16):x}" for _ in range(8))
-    if fmt == "duration":
-        return f"PT{rng.randint(1, 59)}M"
-    return None
-
-
 def free_object(rng: random.Random, words: Sequence[str]) -> dict[str, Any]:
     """Any JSON object (`response_format: json_object`): a few word-named fields."""
     out: dict[str, Any] = {}
@@ -336,7 +249,7 @@ def free_object(rng: random.Random, words: Sequence[str]) -> dict[str, Any]:
             key = f"{key}_{index}"
         pick = rng.randrange(4)
         if pick == 0:
-            out[key] = rng.randint(0, _SPAN)
+            out[key] = rng.randint(0, SPAN)
         elif pick == 1:
             out[key] = rng.random() < 0.5
         elif pick == 2:

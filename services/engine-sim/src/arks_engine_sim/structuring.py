@@ -30,7 +30,8 @@ from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 
 from arks_engine_sim.errors import bad_request
-from arks_engine_sim.schema_values import Unsatisfiable, ValueGenerator, free_object
+from arks_engine_sim.schema_scalars import Unsatisfiable
+from arks_engine_sim.schema_values import ValueGenerator, free_object
 from arks_engine_sim.structured_params import OutputFormat, Tool, ToolUse
 from arks_engine_sim.tokenizing import TokenCounter
 

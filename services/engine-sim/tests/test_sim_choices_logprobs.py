@@ -10,6 +10,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
+import httpx
 import orjson
 
 CHAT = [{"role": "user", "content": "Name three rivers and say something about each."}]
@@ -121,6 +122,21 @@ async def test_n_choices_completions_and_greedy(start_sim, openai_schemas):
         assert greedy.choices[0].text == greedy.choices[1].text
 
 
+async def choices_until_each_spoke(response: httpx.Response, n: int) -> list[dict[str, Any]]:
+    """The streamed choices (one per chunk) until every index has sent one."""
+    choices: list[dict[str, Any]] = []
+    buffer = ""
+    async with asyncio.timeout(20):
+        async for text in response.aiter_text():
+            buffer += text
+            while "\n\n" in buffer:
+                event, buffer = buffer.split("\n\n", 1)
+                choices.append(json.loads(event.removeprefix("data: "))["choices"][0])
+            if {c["index"] for c in choices} == set(range(n)):
+                return choices
+    raise AssertionError(f"the stream ended before all {n} choices spoke: {choices}")
+
+
 async def test_n_sequences_share_the_prompt_blocks(start_sim):
     """Three choices that hang after their first token hold the prompt's full blocks
     once: 6 shared + the parent's partial block + one copy per other choice = 9 blocks,
@@ -137,16 +153,7 @@ async def test_n_sequences_share_the_prompt_blocks(start_sim):
     async with start_sim(**settings) as sim, sim.http() as http:
         body = {"prompt": prompt, "n": 3, "max_tokens": 5, "stream": True}
         async with http.stream("POST", "/v1/completions", json=body) as response:
-            seen: set[int] = set()
-            buffer = ""
-            async with asyncio.timeout(20):
-                async for text in response.aiter_text():
-                    buffer += text
-                    while "\n\n" in buffer:
-                        event, buffer = buffer.split("\n\n", 1)
-                        seen.add(json.loads(event.removeprefix("data: "))["choices"][0]["index"])
-                    if seen == {0, 1, 2}:
-                        break
+            await choices_until_each_spoke(response, 3)
             metrics = await sim.metrics()
             assert metrics.value("vllm:num_requests_running") == 3
             assert round(metrics.value("vllm:kv_cache_usage_perc") * 64) == 9
@@ -158,6 +165,39 @@ async def test_n_sequences_share_the_prompt_blocks(start_sim):
         assert done.value("vllm:num_requests_running") == 0
         assert done.value("vllm:request_success_total", finished_reason="abort") == 3
         assert done.value("vllm:kv_cache_usage_perc") == 0
+
+
+async def test_forks_keep_the_prompt_when_the_first_choice_ends_at_once(start_sim):
+    """Choice 0 stops at its first token (a stop string) while choices 1 and 2 hang
+    after theirs: they still hold the 6 full prompt blocks plus one copy each (8), not
+    just their copies, although the sequence they forked from has finished."""
+    prompt = "abcd" * 100
+    settings = {
+        "num_gpu_blocks_override": 64,
+        "block_size": 16,
+        "max_model_len": 512,
+        "enable_prefix_caching": False,
+    }
+    async with start_sim(**settings) as sim, sim.http() as http:
+        for seed in range(50):
+            body = {"prompt": prompt, "n": 3, "max_tokens": 5, "seed": seed, "ignore_eos": True}
+            texts = [
+                c["text"] for c in (await http.post("/v1/completions", json=body)).json()["choices"]
+            ]
+            first = texts[0].split()[0]
+            if first not in texts[1] and first not in texts[2]:
+                break
+        else:
+            raise AssertionError("no seed gives a first word unique to choice 0")
+    hanging = {**settings, "fault_hang_rate": 1.0, "fault_hang_after_tokens": 1}
+    async with start_sim(**hanging) as sim, sim.http() as http:
+        stream = {**body, "stop": [first], "stream": True}
+        async with http.stream("POST", "/v1/completions", json=stream) as response:
+            choices = await choices_until_each_spoke(response, 3)
+            metrics = await sim.metrics()
+        assert {c["index"] for c in choices if c["finish_reason"]} == {0}
+        assert metrics.value("vllm:num_requests_running") == 2
+        assert round(metrics.value("vllm:kv_cache_usage_perc") * 64) == 8
 
 
 def check_chat_entry(entry: dict[str, Any], k: int) -> None:

@@ -343,12 +343,13 @@ class Engine:
             if not request.prompt_counted:
                 request.prompt_counted = True
                 stats.prompt_tokens += request.prompt_len
+            if request.forks:
+                # Before the parent emits: if that ends it, its blocks are released.
+                self._fork(request, now)
             if request.max_new == 0:
                 self._finish(request, now, "stop")
             else:
                 self._emit(request, now)
-            if request.forks:
-                self._fork(request, now)
         if any(r.done for r in self.running):
             self.running = [r for r in self.running if not r.done]
 

@@ -6,7 +6,8 @@ Covers what function and response schemas use in practice: `type` (one or a list
 `minProperties` / `maxProperties`, `items` / `prefixItems` / `minItems` / `maxItems` /
 `uniqueItems` / `contains`, strings (`minLength`, `maxLength`, `pattern`, common
 `format`s), numbers (`minimum`, `maximum`, both exclusive forms, `multipleOf`),
-`anyOf` / `oneOf` / `allOf`, and local `$ref`s (`#/$defs/...`, as pydantic emits).
+`anyOf` / `oneOf` / `allOf`, and local `$ref`s (`#/$defs/...`, as pydantic emits);
+numbers and formatted strings come from schema_scalars.py.
 Optional properties are included at random; strings are made of the model's words.
 Past `_SHALLOW` levels of nesting only what is required is generated, so recursive
 schemas end.

@@ -362,7 +362,7 @@ async def test_structured_output_parses_into_pydantic(start_sim):
 
 
 SCHEMAS: list[dict[str, Any]] = [
-    BOOK["function"]["parameters"],  # type: ignore[index]
+    BOOK["function"]["parameters"],
     {
         "$defs": {
             "node": {
@@ -459,7 +459,7 @@ async def test_structured_tokens_are_the_tokenizers_own(start_sim, tiny_model):
     """With a tokenizer.json, a JSON answer is emitted token by token as that tokenizer
     splits it, so completion_tokens re-counts exactly."""
     model_dir, tokenizer = tiny_model
-    schema = BOOK["function"]["parameters"]  # type: ignore[index]
+    schema = BOOK["function"]["parameters"]
     fmt = {"type": "json_schema", "json_schema": {"name": "trip", "schema": schema}}
     async with start_sim(model=str(model_dir)) as sim, sim.http() as http:
         for seed in range(3):

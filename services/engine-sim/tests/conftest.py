@@ -4,6 +4,8 @@
   test's event loop, port 0, time scale 20 unless overridden); yields a `RunningSim`
   with `base_url`, an `openai` client factory, a raw `httpx` client factory and
   `metrics()` (a parsed /metrics scrape). Stopped gracefully on exit.
+- `tiny_model`: a model directory with a small byte-level BPE `tokenizer.json` (trained
+  here, no downloads) and a `config.json`; yields (path, tokenizer).
 - `spawn_sim(*args)`: the `arks-engine-sim` console script as a subprocess, for
   behaviour that ends the process (crash faults, exit codes, signals).
 - `openai_schemas`: validation of response bodies against OpenAI's published OpenAPI
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import os
 import socket
 import sys
@@ -38,8 +41,10 @@ from jsonschema import Draft202012Validator
 from prometheus_client.parser import text_string_to_metric_families
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from arks_engine_sim import SimSettings, Simulator
+from arks_engine_sim.vocabulary import Vocabulary
 
 OPENAPI = ("upstream", "openai", "openapi.yaml")
 SIM_SCRIPT = str(Path(sys.executable).parent / "arks-engine-sim")
@@ -147,6 +152,28 @@ def start_sim() -> SimStarter:
             raise
 
     return start
+
+
+# -- a model directory ------------------------------------------------------------------
+def make_model_dir(root: Path) -> tuple[Path, Tokenizer]:
+    """A tiny byte-level BPE trained here (no downloads) plus a config.json."""
+    words = Vocabulary.builtin().texts
+    corpus = [" ".join(words[i : i + 12]) for i in range(0, len(words), 3)] * 4
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=800, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tokenizer.train_from_iterator(corpus, trainer)
+    root.mkdir()
+    tokenizer.save(str(root / "tokenizer.json"))
+    (root / "config.json").write_text(json.dumps({"max_position_embeddings": 2048}))
+    return root, tokenizer
+
+
+@pytest.fixture
+def tiny_model(tmp_path: Path) -> tuple[Path, Tokenizer]:
+    return make_model_dir(tmp_path / "tiny-model")
 
 
 # -- subprocess simulators -----------------------------------------------------------------

@@ -4,19 +4,16 @@ codes, and a real model directory (tokenizer.json + config.json) end to end."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from pathlib import Path
 
 import httpx
 import pytest
 from pydantic import ValidationError
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from arks_engine_sim import SimSettings, parse_arguments
 from arks_engine_sim.arguments import build_parser
 from arks_engine_sim.tokenizing import ChatMessage, render_chat
-from arks_engine_sim.vocabulary import Vocabulary
 
 
 def test_vllm_argument_names_map_to_settings():
@@ -80,6 +77,28 @@ def test_invalid_values_are_rejected():
         parse_arguments(["--metrics-style", "prometheus"])
 
 
+def test_tool_call_flags_follow_vllm():
+    parsed = parse_arguments(
+        [
+            "--enable-auto-tool-choice",
+            "--tool-call-parser", "hermes",
+            "--tool-call-rate", "0.3",
+            "--max-logprobs", "5",
+            "--chat-template", "/x.jinja",
+        ]
+    )  # fmt: skip
+    s = parsed.settings
+    assert (s.enable_auto_tool_choice, s.tool_call_parser) == (True, "hermes")
+    assert (s.tool_call_rate, s.max_logprobs) == (0.3, 5)
+    assert parsed.ignored == ["--chat-template", "/x.jinja"]
+    assert parse_arguments([]).settings.tool_call_rate == 0.5
+    # vLLM refuses --enable-auto-tool-choice without a parser, so do we.
+    with pytest.raises(ValidationError, match="requires --tool-call-parser"):
+        parse_arguments(["--enable-auto-tool-choice"])
+    with pytest.raises(ValidationError):
+        parse_arguments(["--tool-call-rate", "1.5"])
+
+
 def test_help_lists_every_setting_with_its_env_var():
     text = " ".join(build_parser().format_help().split())
     for name in SimSettings.model_fields:
@@ -87,24 +106,8 @@ def test_help_lists_every_setting_with_its_env_var():
         assert f"ARKS_SIM_{name.upper()}" in text
 
 
-def make_model_dir(root: Path) -> tuple[Path, Tokenizer]:
-    """A tiny byte-level BPE trained here (no downloads) plus a config.json."""
-    words = Vocabulary.builtin().texts
-    corpus = [" ".join(words[i : i + 12]) for i in range(0, len(words), 3)] * 4
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=800, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
-    )
-    tokenizer.train_from_iterator(corpus, trainer)
-    root.mkdir()
-    tokenizer.save(str(root / "tokenizer.json"))
-    (root / "config.json").write_text(json.dumps({"max_position_embeddings": 2048}))
-    return root, tokenizer
-
-
-async def test_model_directory_end_to_end_and_sigterm(spawn_sim, tmp_path: Path):
-    model_dir, tokenizer = make_model_dir(tmp_path / "tiny-model")
+async def test_model_directory_end_to_end_and_sigterm(spawn_sim, tiny_model):
+    model_dir, tokenizer = tiny_model
     sim = await spawn_sim(
         str(model_dir),
         "--served-model-name", "tiny", "tiny-chat",

@@ -2,10 +2,9 @@
 validation on the hot path).
 
 Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models,
-/health, /ping, /version, /metrics. Inference handlers parse and tokenize the request,
-plan its answer, hand a `SimRequest` to the engine and then either wait for the end
-(unary) or write SSE chunks each time the engine wakes them (streaming). A task per
-request watches for the client going away and aborts the sequence, as vLLM does.
+/health, /ping, /version, /metrics. Generation requests go to answering.py (parse,
+tokenize, plan, run, write); embeddings are handled here. A task per request watches for
+the client going away and aborts its sequences, as vLLM does.
 
 Failure modes: invalid requests get vLLM-shaped 400/404 JSON errors; while the model is
 loading every /v1 route and /health answer 503; injected faults answer
@@ -31,32 +30,20 @@ from importlib.metadata import PackageNotFoundError, version
 import orjson
 from starlette.types import Message, Receive, Scope, Send
 
+from arks_engine_sim.answering import Answering
 from arks_engine_sim.errors import ApiError, bad_request
-from arks_engine_sim.generating import plan_output, seed_material
 from arks_engine_sim.loading import ModelRuntime
 from arks_engine_sim.metrics import CONTENT_TYPE, EngineStats, MetricsEndpoint
-from arks_engine_sim.parsing import (
-    GenerationRequest,
-    load_json,
-    parse_chat,
-    parse_completion,
-    parse_embedding,
-    resolve_max_tokens,
-)
+from arks_engine_sim.parsing import load_json, parse_embedding
 from arks_engine_sim.rendering import (
-    DONE,
-    JSON_HEADER,
-    SSE_HEADERS,
     Identity,
-    StreamRenderer,
-    chat_response,
-    completion_response,
     embedding_response,
     embedding_vector,
+    send_bytes,
+    send_json,
 )
 from arks_engine_sim.scheduling import Engine, SimRequest
 from arks_engine_sim.settings import SimSettings
-from arks_engine_sim.tokenizing import PromptTokens, render_chat
 
 log = logging.getLogger(__name__)
 
@@ -89,23 +76,6 @@ async def _read_body(receive: Receive) -> bytes | None:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _send_bytes(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_json(send: Send, status: int, body: bytes) -> None:
-    await _send_bytes(send, status, body, [JSON_HEADER])
-
-
 def _exit_process(code: int) -> None:
     log.critical("injected fault: crashing with exit code %d", code)
     logging.shutdown()
@@ -132,6 +102,7 @@ class SimApp:
         self.served = settings.model_names
         self.started = int(time.time())
         self._rng = random.Random(settings.seed)
+        self.answering = Answering(settings, engine, stats, self._rng)
         self._ids = itertools.count(1)
         self._id_base = os.urandom(4).hex()
         self._answered = 0
@@ -160,16 +131,16 @@ class SimApp:
             return
         route = self._routes.get(scope["path"])
         if route is None:
-            await _send_json(send, 404, b'{"detail":"Not Found"}')
+            await send_json(send, 404, b'{"detail":"Not Found"}')
             return
         method, handler = route
         if scope["method"] != method:
-            await _send_json(send, 405, b'{"detail":"Method Not Allowed"}')
+            await send_json(send, 405, b'{"detail":"Method Not Allowed"}')
             return
         if self._api_key is not None and scope["path"].startswith("/v1/"):
             given = _header(scope, b"authorization") or b""
             if not hmac.compare_digest(given, b"Bearer " + self._api_key):
-                await _send_json(send, 401, b'{"error":"Unauthorized"}')
+                await send_json(send, 401, b'{"error":"Unauthorized"}')
                 return
         await handler(scope, receive, send)
 
@@ -185,21 +156,21 @@ class SimApp:
     # -- plain endpoints ----------------------------------------------------------------
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.runtime is None:
-            await _send_json(send, 503, ApiError(503, "The model is loading.").body())
+            await send_json(send, 503, ApiError(503, "The model is loading.").body())
         else:
-            await _send_bytes(send, 200, b"", [])
+            await send_bytes(send, 200, b"", [])
 
     async def _version(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _send_json(send, 200, orjson.dumps({"version": VERSION}))
+        await send_json(send, 200, orjson.dumps({"version": VERSION}))
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = self.metrics.render()
-        await _send_bytes(send, 200, body, [(b"content-type", CONTENT_TYPE.encode())])
+        await send_bytes(send, 200, body, [(b"content-type", CONTENT_TYPE.encode())])
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = self.runtime
         if runtime is None:
-            await _send_json(send, 503, ApiError(503, "The model is loading.").body())
+            await send_json(send, 503, ApiError(503, "The model is loading.").body())
             return
         s = self.settings
         metadata = {
@@ -228,7 +199,7 @@ class SimApp:
             }
             for name in self.served
         ]
-        await _send_json(send, 200, orjson.dumps({"object": "list", "data": cards}))
+        await send_json(send, 200, orjson.dumps({"object": "list", "data": cards}))
 
     # -- inference ----------------------------------------------------------------------
     def _identity(self, scope: Scope, prefix: str, model: str) -> Identity:
@@ -263,69 +234,30 @@ class SimApp:
     async def _completion(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._generate(scope, receive, send, chat=False)
 
-    async def _tokenize(self, runtime: ModelRuntime, request: GenerationRequest) -> PromptTokens:
-        counter = runtime.counter
-        if request.messages is not None:
-            return await counter.encode(render_chat(request.messages), special=False)
-        if request.prompt_text is not None:
-            return await counter.encode(request.prompt_text, special=True)
-        if request.prompt_ids is None:  # pragma: no cover - parse_completion guarantees one
-            raise bad_request("`prompt` is required.", "prompt")
-        return counter.encode_ids(request.prompt_ids)
-
     async def _generate(self, scope: Scope, receive: Receive, send: Send, *, chat: bool) -> None:
         arrival: float = scope.get(ARRIVAL_KEY) or time.monotonic()
         runtime = self.runtime
         if runtime is None:
-            await _send_json(send, 503, ApiError(503, "The model is loading.").body())
+            await send_json(send, 503, ApiError(503, "The model is loading.").body())
             return
         raw = await _read_body(receive)
         if raw is None:
             return
         try:
-            body = load_json(raw)
-            request = parse_chat(body, self.served) if chat else parse_completion(body, self.served)
-            prompt = await self._tokenize(runtime, request)
-            max_tokens = resolve_max_tokens(
-                prompt.count,
-                request.max_tokens,
-                runtime.max_model_len,
-                prompt_param="messages" if chat else "prompt",
-            )
+            prepared = await self.answering.prepare(runtime, raw, chat=chat)
         except ApiError as exc:
-            await _send_json(send, exc.status, exc.body())
+            await send_json(send, exc.status, exc.body())
             return
         injected = self._inject_error()
         if injected is not None:
-            await _send_json(send, injected.status, injected.body())
+            await send_json(send, injected.status, injected.body())
             return
-        s = self.settings
-        plan = plan_output(
-            runtime.vocab,
-            material=seed_material(
-                request.seed, request.temperature, prompt.fingerprint, self._rng
-            ),
-            max_tokens=max_tokens,
-            ignore_eos=request.ignore_eos,
-            stop=request.stop,
-            length_range=(s.output_len_min, s.output_len_max),
-        )
-        sim = SimRequest(
-            prompt_len=prompt.count,
-            block_hashes=prompt.block_hashes,
-            plan=plan,
-            stream=request.stream,
-            arrival=arrival,
-            hang_at=self._hang_at(),
-        )
-        identity = self._identity(scope, "chatcmpl" if chat else "cmpl", request.model)
+        sims = self.answering.sequences(prepared, arrival=arrival, hang_at=self._hang_at())
+        identity = self._identity(scope, "chatcmpl" if chat else "cmpl", prepared.request.model)
         async with asyncio.TaskGroup() as tasks:
-            watcher = tasks.create_task(self._watch_disconnect(receive, [sim]))
+            watcher = tasks.create_task(self._watch_disconnect(receive, sims))
             try:
-                if request.stream:
-                    answered = await self._stream(send, runtime, request, sim, identity, chat)
-                else:
-                    answered = await self._unary(send, runtime, sim, identity, chat)
+                answered = await self.answering.respond(send, runtime, prepared, sims, identity)
             finally:
                 watcher.cancel()
         if answered:
@@ -339,78 +271,11 @@ class SimApp:
                     self.engine.abort(sim)
                 return
 
-    async def _unary(
-        self, send: Send, runtime: ModelRuntime, sim: SimRequest, identity: Identity, chat: bool
-    ) -> bool:
-        self.engine.submit(sim)
-        while not sim.done:
-            await sim.wait()
-        plan = sim.plan
-        if sim.aborted or plan is None:
-            return False
-        text = plan.text(runtime.vocab, sim.generated)
-        render = chat_response if chat else completion_response
-        body = render(identity, text, plan, sim.prompt_len, sim.generated, sim.cached_tokens)
-        await _send_json(send, 200, body)
-        return True
-
-    async def _stream(
-        self,
-        send: Send,
-        runtime: ModelRuntime,
-        request: GenerationRequest,
-        sim: SimRequest,
-        identity: Identity,
-        chat: bool,
-    ) -> bool:
-        plan = sim.plan
-        if plan is None:  # pragma: no cover - generation requests always carry a plan
-            raise RuntimeError("stream without an output plan")
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        renderer = StreamRenderer(
-            identity,
-            chat=chat,
-            include_usage=request.include_usage,
-            continuous=request.continuous_usage,
-        )
-        vocab = runtime.vocab
-        self.engine.submit(sim)
-        sent = 0
-        while True:
-            if sim.aborted:
-                return False
-            produced = sim.generated
-            finished = sim.done
-            body = b""
-            if produced > sent:
-                if sent == 0:
-                    self.stats.ttft.observe(time.monotonic() - sim.arrival)
-                body = renderer.tokens(
-                    plan,
-                    vocab,
-                    sent,
-                    produced,
-                    last=finished,
-                    prompt_tokens=sim.prompt_len,
-                    cached=sim.cached_tokens,
-                )
-                sent = produced
-            elif finished:
-                body = renderer.finish_without_tokens(plan)
-            if finished:
-                if request.include_usage:
-                    body += renderer.usage_chunk(sim.prompt_len, produced, sim.cached_tokens)
-                await send({"type": "http.response.body", "body": body + DONE})
-                return True
-            if body:
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            await sim.wait()
-
     async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         arrival: float = scope.get(ARRIVAL_KEY) or time.monotonic()
         runtime = self.runtime
         if runtime is None:
-            await _send_json(send, 503, ApiError(503, "The model is loading.").body())
+            await send_json(send, 503, ApiError(503, "The model is loading.").body())
             return
         raw = await _read_body(receive)
         if raw is None:
@@ -430,11 +295,11 @@ class SimApp:
                         "input",
                     )
         except ApiError as exc:
-            await _send_json(send, exc.status, exc.body())
+            await send_json(send, exc.status, exc.body())
             return
         injected = self._inject_error()
         if injected is not None:
-            await _send_json(send, injected.status, injected.body())
+            await send_json(send, injected.status, injected.body())
             return
         sims = [
             SimRequest(
@@ -467,5 +332,5 @@ class SimApp:
             sum(p.count for p in prompts),
             base64_encoded=request.encoding_format == "base64",
         )
-        await _send_json(send, 200, body)
+        await send_json(send, 200, body)
         self._answered_one()

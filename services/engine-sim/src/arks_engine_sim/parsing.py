@@ -3,9 +3,12 @@
 Only the fields the simulator acts on are checked (no schema engine on the hot path);
 unknown fields are ignored as vLLM ignores them. Each problem raises `ApiError` 400 with
 vLLM-like wording and the offending `param`; a model name the server does not serve is
-404 "The model `x` does not exist.". Features the simulator does not model (n > 1,
-logprobs, echo, several prompts in one request, non-text content parts) are refused
-with 400 rather than silently answered wrongly.
+404 "The model `x` does not exist.". Tools, `tool_choice` and `response_format` are
+checked in structured_params.py. `n` is 1..128 (OpenAI's bound); logprobs are 0..
+`max_logprobs` per token (chat: `logprobs` + `top_logprobs`, which needs `logprobs`;
+completions: `logprobs: k`). Features the simulator does not model (echo, several
+prompts in one request, non-text content parts) are refused with 400 rather than
+silently answered wrongly.
 """
 
 from __future__ import annotations
@@ -16,11 +19,20 @@ from typing import Any, Literal
 import orjson
 
 from arks_engine_sim.errors import ApiError, bad_request
+from arks_engine_sim.settings import SimSettings
+from arks_engine_sim.structured_params import (
+    OutputFormat,
+    ToolUse,
+    earlier_tool_calls,
+    parse_response_format,
+    parse_tool_use,
+)
 from arks_engine_sim.tokenizing import ChatMessage
 
 Kind = Literal["chat", "completion"]
 EncodingFormat = Literal["float", "base64"]
 _MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_N = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +50,11 @@ class GenerationRequest:
     stream: bool
     include_usage: bool
     continuous_usage: bool
+    n: int = 1
+    logprobs: int | None = None  # alternatives per token; None: no logprobs
+    tool_use: ToolUse | None = None
+    output_format: OutputFormat | None = None
+    after_tool_result: bool = False  # the last turn is a tool's result
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +117,37 @@ def resolve_model(body: dict[str, Any], served: list[str]) -> str:
     return model
 
 
+def _choices(body: dict[str, Any]) -> int:
+    n = _optional_int(body, "n", 1)
+    if n is not None and n > MAX_N:
+        raise bad_request(f"`n` must be at most {MAX_N}, got {n}.", "n")
+    return n or 1
+
+
+def _logprob_count(value: int, key: str, settings: SimSettings) -> int:
+    if value < 0:
+        raise bad_request(f"`{key}` must be a non-negative value, got {value}.", key)
+    if value > settings.max_logprobs:
+        raise bad_request(
+            f"Requested sample logprobs of {value}, which is greater than max allowed: "
+            f"{settings.max_logprobs}",
+            key,
+        )
+    return value
+
+
+def _chat_logprobs(body: dict[str, Any], settings: SimSettings) -> int | None:
+    wanted = _optional_bool(body, "logprobs")
+    top = _optional_int(body, "top_logprobs")
+    if top is not None:
+        _logprob_count(top, "top_logprobs", settings)
+        if top > 0 and not wanted:
+            raise bad_request(
+                "when using `top_logprobs`, `logprobs` must be set to true.", "top_logprobs"
+            )
+    return (top or 0) if wanted else None
+
+
 def _sampling(body: dict[str, Any]) -> tuple[float, int | None, tuple[str, ...], bool]:
     temperature = body.get("temperature")
     if temperature is None:
@@ -111,9 +159,6 @@ def _sampling(body: dict[str, Any]) -> tuple[float, int | None, tuple[str, ...],
     top_p = body.get("top_p")
     if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
         raise bad_request(f"top_p must be in (0, 1], got {top_p!r}.", "top_p")
-    n = body.get("n")
-    if n is not None and n != 1:
-        raise bad_request("The simulator supports only n=1.", "n")
     seed = _optional_int(body, "seed")
     raw_stop = body.get("stop")
     if raw_stop is None:
@@ -167,18 +212,28 @@ def _message_text(message: dict[str, Any], index: int) -> str:
     raise bad_request("Message `content` must be a string or a list of parts.", "messages")
 
 
-def parse_chat(body: dict[str, Any], served: list[str]) -> GenerationRequest:
-    model = resolve_model(body, served)
-    raw = body.get("messages")
+def _messages(raw: object) -> list[ChatMessage]:
     if not isinstance(raw, list) or not raw:
         raise bad_request("`messages` must be a non-empty list.", "messages")
     messages: list[ChatMessage] = []
     for index, message in enumerate(raw):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise bad_request(f"messages[{index}] must be an object with a `role`.", "messages")
-        messages.append(ChatMessage(message["role"], _message_text(message, index)))
-    if body.get("logprobs") or body.get("top_logprobs"):
-        raise bad_request("The simulator does not return logprobs.", "logprobs")
+        text = _message_text(message, index)
+        if message["role"] == "assistant":
+            calls = earlier_tool_calls(message, index)
+            text = f"{text}\n{calls}" if text and calls else text or calls
+        messages.append(ChatMessage(message["role"], text))
+    return messages
+
+
+def parse_chat(body: dict[str, Any], settings: SimSettings) -> GenerationRequest:
+    model = resolve_model(body, settings.model_names)
+    tool_use = parse_tool_use(body, auto_enabled=settings.enable_auto_tool_choice)
+    messages = _messages(body.get("messages"))
+    output_format = parse_response_format(body)
+    logprobs = _chat_logprobs(body, settings)
+    n = _choices(body)
     max_tokens = _optional_int(body, "max_completion_tokens", 1)
     if max_tokens is None:
         max_tokens = _optional_int(body, "max_tokens", 1)
@@ -198,6 +253,11 @@ def parse_chat(body: dict[str, Any], served: list[str]) -> GenerationRequest:
         stream=stream,
         include_usage=include_usage,
         continuous_usage=continuous,
+        n=n,
+        logprobs=logprobs,
+        tool_use=tool_use,
+        output_format=output_format,
+        after_tool_result=messages[-1].role == "tool",
     )
 
 
@@ -213,13 +273,18 @@ def _single_prompt(prompt: object) -> str | list[int]:
     raise bad_request("`prompt` must be a string or a list of token ids.", "prompt")
 
 
-def parse_completion(body: dict[str, Any], served: list[str]) -> GenerationRequest:
-    model = resolve_model(body, served)
+def parse_completion(body: dict[str, Any], settings: SimSettings) -> GenerationRequest:
+    model = resolve_model(body, settings.model_names)
     if "prompt" not in body:
         raise bad_request("`prompt` is required.", "prompt")
     prompt = _single_prompt(body["prompt"])
-    if body.get("logprobs") is not None or body.get("echo"):
-        raise bad_request("The simulator does not support logprobs or echo.", "logprobs")
+    if body.get("echo"):
+        raise bad_request("The simulator does not support echo.", "echo")
+    logprobs = _optional_int(body, "logprobs")
+    if logprobs is not None:
+        _logprob_count(logprobs, "logprobs", settings)
+    output_format = parse_response_format(body)
+    n = _choices(body)
     if body.get("best_of") not in (None, 1):
         raise bad_request("The simulator supports only best_of=1.", "best_of")
     max_tokens = _optional_int(body, "max_tokens", 1)
@@ -240,6 +305,9 @@ def parse_completion(body: dict[str, Any], served: list[str]) -> GenerationReque
         stream=stream,
         include_usage=include_usage,
         continuous_usage=continuous,
+        n=n,
+        logprobs=logprobs,
+        output_format=output_format,
     )
 
 

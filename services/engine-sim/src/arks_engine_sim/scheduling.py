@@ -20,6 +20,13 @@ Each step, as vLLM V1 schedules it:
    the HTTP handlers waiting on it are woken (streaming ones per token, others at the
    end). Finished sequences release their KV blocks to the prefix cache.
 
+A request with `n` > 1 is n sequences. Only the first is queued; when its prompt is
+computed the others fork from it, as parallel sampling does: they share its full prompt
+blocks (reference-counted), copy the partial last one, and emit their first token in
+the same step. A fork that finds no free slot or block waits at the head of the queue
+and recomputes only what the prefix cache lacks. The prompt counts once (prompt tokens,
+prefix-cache queries and hits); every sequence counts as a finished request.
+
 The loop never blocks and never raises on request data (requests are validated before
 `submit`); aborting a request (client gone) is O(queue length).
 """
@@ -40,6 +47,28 @@ from arks_engine_sim.settings import SimSettings
 _MAX_CATCH_UP = 0.02
 
 
+class Waker:
+    """Wakes the HTTP handler waiting on one or several sequences (the n choices of a
+    request share one)."""
+
+    __slots__ = ("waiter",)
+
+    def __init__(self) -> None:
+        self.waiter: asyncio.Future[None] | None = None
+
+    async def wait(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiter = waiter
+        await waiter
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+
 class SimRequest:
     """One sequence's state, shared by its HTTP handler and the scheduler."""
 
@@ -54,6 +83,7 @@ class SimRequest:
         "finish_reason",
         "finished_at",
         "first_token_at",
+        "forks",
         "generated",
         "hang_at",
         "hashed_blocks",
@@ -64,7 +94,7 @@ class SimRequest:
         "prompt_len",
         "scheduled_at",
         "stream",
-        "waiter",
+        "waker",
     )
 
     def __init__(
@@ -76,12 +106,13 @@ class SimRequest:
         stream: bool,
         arrival: float,
         hang_at: int | None = None,
+        waker: Waker | None = None,
     ) -> None:
         self.prompt_len = prompt_len
         self.block_hashes = block_hashes
         self.plan = plan
-        self.max_new = len(plan.tokens) if plan is not None else 0
-        self.finish_reason: str = plan.finish_reason if plan is not None else "stop"
+        self.max_new = plan.count if plan is not None else 0
+        self.finish_reason: str = plan.engine_reason if plan is not None else "stop"
         self.stream = stream
         self.arrival = arrival
         self.hang_at = hang_at
@@ -97,22 +128,18 @@ class SimRequest:
         self.finished_at: float | None = None
         self.done = False
         self.aborted = False
-        self.waiter: asyncio.Future[None] | None = None
+        self.waker = waker or Waker()
+        # Sibling sequences (n > 1) that start when this one's prompt is computed.
+        self.forks: list[SimRequest] = []
 
     async def wait(self) -> None:
         """Until the scheduler has news (a token for streams; the end for the others)."""
         if self.done:
             return
-        waiter = asyncio.get_running_loop().create_future()
-        self.waiter = waiter
-        await waiter
+        await self.waker.wait()
 
     def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self.waker.wake()
 
 
 @dataclass
@@ -316,12 +343,46 @@ class Engine:
             if not request.prompt_counted:
                 request.prompt_counted = True
                 stats.prompt_tokens += request.prompt_len
+            if request.forks:
+                # Before the parent emits: if that ends it, its blocks are released.
+                self._fork(request, now)
             if request.max_new == 0:
                 self._finish(request, now, "stop")
             else:
                 self._emit(request, now)
         if any(r.done for r in self.running):
             self.running = [r for r in self.running if not r.done]
+
+    def _fork(self, parent: SimRequest, now: float) -> None:
+        """Start the parent's siblings on its computed prompt (see the module doc)."""
+        forks, parent.forks = parent.forks, []
+        pool = self.pool
+        full = parent.prompt_len // pool.block_size
+        shared = parent.blocks[:full]
+        partial = parent.prompt_len % pool.block_size != 0
+        queued: list[SimRequest] = []
+        for child in forks:
+            if child.done:
+                continue  # aborted before it started
+            child.scheduled_at = parent.scheduled_at
+            child.cached_tokens = parent.cached_tokens
+            child.prompt_counted = True
+            tail = pool.allocate(1) if partial else []
+            if tail is None or len(self.running) >= self.settings.max_num_seqs:
+                if tail:
+                    pool.release(tail)
+                queued.append(child)
+                continue
+            pool.take(shared)
+            child.blocks = [*shared, *tail]
+            child.computed = parent.prompt_len
+            child.hashed_blocks = min(parent.hashed_blocks, full)
+            self.running.append(child)
+            if child.max_new == 0:
+                self._finish(child, now, "stop")
+            else:
+                self._emit(child, now)
+        self.waiting.extendleft(reversed(queued))
 
     def _register(self, request: SimRequest) -> None:
         full = min(request.computed // self.pool.block_size, len(request.block_hashes))

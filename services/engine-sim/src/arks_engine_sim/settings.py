@@ -72,6 +72,19 @@ class SimSettings(BaseSettings):
         1, ge=1, description="Simulated GPUs: scales compute speed and KV capacity."
     )
     seed: int = Field(0, description="Seed of the simulator's own randomness.")
+    enable_auto_tool_choice: bool = Field(
+        False,
+        description="Allow `tool_choice: auto` (the default when `tools` are given); "
+        "requires --tool-call-parser, as in vLLM.",
+    )
+    tool_call_parser: str | None = Field(
+        None,
+        description="Name of vLLM's tool-call parser (hermes, llama3_json, ...); any name is "
+        "accepted, the simulator emits tool calls directly.",
+    )
+    max_logprobs: int = Field(
+        20, ge=0, description="Most log probabilities a request may ask for per token."
+    )
 
     # -- latency model -----------------------------------------------------------------
     time_scale: float = Field(
@@ -101,6 +114,13 @@ class SimSettings(BaseSettings):
         512, ge=1, description="Longest natural answer (tokens) before end-of-sequence."
     )
     embedding_dim: int = Field(384, ge=1, description="Length of /v1/embeddings vectors.")
+    tool_call_rate: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Under `tool_choice: auto`, the fraction of answers to a user turn that "
+        "call tools (after a tool result the model answers in text).",
+    )
 
     # -- start-up ----------------------------------------------------------------------
     startup_delay: float = Field(
@@ -156,6 +176,9 @@ class SimSettings(BaseSettings):
     def _check_ranges(self) -> SimSettings:
         if self.output_len_min > self.output_len_max:
             raise ValueError("output_len_min must not exceed output_len_max")
+        if self.enable_auto_tool_choice and not self.tool_call_parser:
+            # vLLM refuses to start with this combination too.
+            raise ValueError("--enable-auto-tool-choice requires --tool-call-parser")
         return self
 
     @property

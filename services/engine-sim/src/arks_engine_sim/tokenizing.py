@@ -10,8 +10,10 @@ Two counters share one interface:
   block is 4 x block_size consecutive bytes, so equal text prefixes give equal blocks.
 
 Chat messages are rendered with a fixed ChatML-style template (the model's own Jinja
-template is not evaluated). Nothing here raises on user input; a broken tokenizer file
-raises at load time.
+template is not evaluated); tool definitions go into the system turn, as Qwen's and
+Hermes' templates put them. `pieces(text)` splits generated text (structured answers)
+into the tokens the simulated model emits, so their count is the counter's own.
+Nothing here raises on user input; a broken tokenizer file raises at load time.
 """
 
 from __future__ import annotations
@@ -45,9 +47,15 @@ class PromptTokens:
     fingerprint: int
 
 
-def render_chat(messages: Sequence[ChatMessage]) -> str:
+def render_chat(messages: Sequence[ChatMessage], tools: str | None = None) -> str:
     """ChatML: what most instruction-tuned models' templates produce, good enough to count."""
-    parts = [f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in messages]
+    turns = list(messages)
+    if tools:
+        if turns and turns[0].role == "system":
+            turns[0] = ChatMessage("system", f"{turns[0].content}\n\n{tools}")
+        else:
+            turns.insert(0, ChatMessage("system", tools))
+    parts = [f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in turns]
     parts.append("<|im_start|>assistant\n")
     return "".join(parts)
 
@@ -104,6 +112,16 @@ class ApproxTokenCounter:
     def encode_ids(self, ids: Sequence[int]) -> PromptTokens:
         return hash_token_ids(ids, self.block_size, caching=self.caching)
 
+    def pieces(self, text: str) -> list[str]:
+        """`count(text)` pieces: token k holds the characters that start in bytes
+        [4k, 4k + 4) (possibly none, when a wide character straddles a boundary)."""
+        out = [""] * self.count(text)
+        offset = 0
+        for char in text:
+            out[offset // _BYTES_PER_TOKEN] += char
+            offset += len(char.encode())
+        return out
+
 
 class HfTokenCounter:
     kind: TokenizerKind = "huggingface"
@@ -128,6 +146,18 @@ class HfTokenCounter:
 
     def encode_ids(self, ids: Sequence[int]) -> PromptTokens:
         return hash_token_ids(ids, self.block_size, caching=self.caching)
+
+    def pieces(self, text: str) -> list[str]:
+        """The text of each token, cut at token end offsets (byte-level tokenizers trim
+        a leading space from offsets; cutting at ends gives it to the next token)."""
+        offsets = self.tokenizer.encode(text, add_special_tokens=False).offsets
+        out: list[str] = []
+        start = 0
+        for index, (_, end) in enumerate(offsets):
+            stop = len(text) if index == len(offsets) - 1 else max(end, start)
+            out.append(text[start:stop])
+            start = stop
+        return out or [text]
 
 
 TokenCounter = ApproxTokenCounter | HfTokenCounter

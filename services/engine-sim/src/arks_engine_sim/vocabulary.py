@@ -42,6 +42,7 @@ class Vocabulary:
     json: list[bytes]
     first_json: list[bytes]
     source: str
+    words: list[str]  # the entries that are words (strings inside structured answers)
 
     @property
     def size(self) -> int:
@@ -57,6 +58,7 @@ class Vocabulary:
             json=[orjson.dumps(t) for t in texts],
             first_json=[orjson.dumps(t) for t in first],
             source=source,
+            words=[w for w in words if w not in _PUNCTUATION],
         )
 
     @classmethod

@@ -246,6 +246,33 @@ def test_02_streaming_with_the_openai_client(stack: Stack) -> None:
     assert all(c.usage is None for c in chunks)
 
 
+def test_02b_tool_calling_works_out_of_the_box(stack: Stack) -> None:
+    # The quickstart starts the simulator as a vLLM deployment for agents would be
+    # (`--enable-auto-tool-choice --tool-call-parser hermes`): "auto" is accepted.
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            },
+        }
+    ]
+    token = stack.arks("token", "create", "agent", "--endpoint", "qwen-7b", "--rpm", "1000")
+    client = stack.client(token.strip())
+    eventually(lambda: _chat(client, "granted?"), timeout=30, what="the agent token")
+    auto = _chat(client, "Weather in Paris?", tools=tools, tool_choice="auto")
+    assert auto.http_response.status_code == 200
+    required = _chat(client, "Weather in Paris?", tools=tools, tool_choice="required")
+    (call,) = required.parse().choices[0].message.tool_calls
+    assert call.function.name == "get_weather"
+    assert isinstance(json.loads(call.function.arguments)["city"], str)
+
+
 def test_03_rpm_limit_answers_429_with_retry_after(stack: Stack) -> None:
     client = stack.client()
     admitted, limited = _until_refused(lambda i: _chat(client, f"rpm {i}"), 10)

@@ -1,4 +1,4 @@
-"""The fake Kubernetes API server, driven by the real kubernetes-asyncio client."""
+"""The dev cluster's API server, driven by the real kubernetes-asyncio client."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from kubernetes_asyncio import client, watch
 
-from arks_common.testing.kubeapi import FakeKubeApi, serve
+from arks_devcluster import FakeKubeApi, serve
 
 GROUP, VERSION, PLURAL = "arks.ai", "v1", "arksquotas"
 MERGE = "application/merge-patch+json"
@@ -226,7 +226,7 @@ async def test_watch_from_a_version_with_bookmarks_and_410_for_expired_ones(kube
     assert [e for e in seen if e[0] != "BOOKMARK"] == [("ADDED", "b"), ("DELETED", "a")]
 
     # a version older than the history kept is gone: an ERROR event with 410
-    api._history.clear()  # as after compaction
+    api.store.compact()
     response = await custom.list_namespaced_custom_object(
         GROUP, VERSION, "default", PLURAL, watch=True, resource_version="1", _preload_content=False
     )

@@ -1,0 +1,148 @@
+"""The REST layer: `/api/v1/...` and `/apis/<group>/<version>/...` requests to the store.
+
+Paths: `[namespaces/<ns>/]<plural>[/<name>[/<subresource>]]`. Collections take GET
+(list, or watch with `?watch=true`) and POST; objects GET, PUT, PATCH and DELETE; the
+`status` subresource reads and writes only `status` (the main path never changes it and
+it is dropped on create, as for a CRD with `subresources.status`). Everything refused is
+an `ApiError` (see `errors`), answered as a `Status`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from arks_devcluster.errors import ApiError, no_resource
+from arks_devcluster.patches import json_patch, merge_patch
+from arks_devcluster.resources import ResourceType
+from arks_devcluster.selectors import label_matcher
+
+if TYPE_CHECKING:
+    from arks_devcluster.api import FakeKubeApi
+
+Obj = dict[str, Any]
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def flag(value: str | None) -> bool:
+    """A boolean query parameter, as Go's strconv.ParseBool reads it."""
+    return value in ("1", "t", "T", "true", "TRUE", "True")
+
+
+async def read_body(request: Request) -> Obj:
+    try:
+        body = json.loads(await request.body())
+    except ValueError as exc:
+        raise ApiError(400, "BadRequest", f"the body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "BadRequest", "the body is not an object")
+    return body
+
+
+def apply_patch(rtype: ResourceType, current: Obj, content_type: str, raw: bytes) -> Obj:
+    media = content_type.split(";")[0].strip()
+    try:
+        patch = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, "BadRequest", f"the patch is not JSON: {exc}") from exc
+    if media == "application/merge-patch+json":
+        merged: Obj = merge_patch(current, patch)
+        return merged
+    if media == "application/json-patch+json":
+        patched: Obj = json_patch(current, patch)
+        return patched
+    if media == "application/strategic-merge-patch+json" and not rtype.custom:
+        merged = merge_patch(current, patch)
+        return merged
+    raise ApiError(
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown format - accepted media types include: "
+        f"application/json-patch+json, application/merge-patch+json (got {media!r})",
+    )
+
+
+class Target:
+    """What a resource path names."""
+
+    def __init__(self, api: FakeKubeApi, request: Request) -> None:
+        params = request.path_params
+        group = params.get("group", "")
+        version = params["version"]
+        parts = [p for p in params["rest"].split("/") if p]
+        self.namespace: str | None = None
+        if len(parts) >= 3 and parts[0] == "namespaces":
+            self.namespace, parts = parts[1], parts[2:]
+        if not parts:
+            raise no_resource()
+        rtype = api.registry.served(group, version, parts[0])
+        if rtype is None:
+            raise no_resource()
+        if self.namespace is not None and not rtype.namespaced:
+            raise no_resource()
+        self.rtype = rtype
+        self.name = parts[1] if len(parts) > 1 else None
+        self.sub = parts[2] if len(parts) > 2 else None
+        if len(parts) > 3 or (self.sub is not None and not self._serves(self.sub)):
+            raise no_resource()
+
+    def _serves(self, sub: str) -> bool:
+        return sub == "status" and self.rtype.status_subresource
+
+    @property
+    def ns(self) -> str:
+        return self.namespace or ""
+
+
+async def handle(api: FakeKubeApi, request: Request) -> Response:
+    target = Target(api, request)
+    rtype, name, ns, sub = target.rtype, target.name, target.ns, target.sub
+    method = request.method
+    query = request.query_params
+    store = api.store
+    if name is None:
+        if method == "GET":
+            matches = label_matcher(query.get("labelSelector"))
+            if flag(query.get("watch")):
+                return api.watches.response(
+                    rtype,
+                    target.namespace,
+                    matches,
+                    query.get("resourceVersion"),
+                    bookmarks=flag(query.get("allowWatchBookmarks")),
+                    timeout=float(query.get("timeoutSeconds") or 1800),
+                )
+            items = [o for o in store.items(rtype, target.namespace) if matches(o)]
+            return JSONResponse(
+                {
+                    "apiVersion": rtype.api_version,
+                    "kind": rtype.list_kind,
+                    "metadata": {"resourceVersion": str(store.rv)},
+                    "items": items,
+                }
+            )
+        if method == "POST":
+            if rtype.namespaced and target.namespace is None:
+                raise ApiError(405, "MethodNotAllowed", "create needs a namespace")
+            body = await read_body(request)
+            return JSONResponse(store.create(rtype, ns, body, keep_status=False), 201)
+        raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
+    if method == "GET":
+        return JSONResponse(store.current(rtype, ns, name))
+    if method == "PUT":
+        body = await read_body(request)
+        if body.get("metadata", {}).get("name", name) != name:
+            raise ApiError(400, "BadRequest", "the name of the object does not match the URL")
+        return JSONResponse(store.update(rtype, ns, name, body, status_only=sub == "status"))
+    if method == "PATCH":
+        current = store.current(rtype, ns, name)
+        patched = apply_patch(
+            rtype, current, request.headers.get("content-type", ""), await request.body()
+        )
+        return JSONResponse(store.update(rtype, ns, name, patched, status_only=sub == "status"))
+    if method == "DELETE":
+        return JSONResponse(store.delete(rtype, ns, name))
+    raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed")

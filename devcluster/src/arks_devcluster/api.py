@@ -12,7 +12,7 @@ requests with that status (a Status with the usual reason and "injected failure"
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -20,9 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from arks_common.resources import GROUP, KIND_INFO, VERSION
-from arks_devcluster import rest
-from arks_devcluster.errors import REASONS, ApiError, status_from
+from arks_common.crds import crd_for
+from arks_common.resources import KIND_INFO
+from arks_devcluster import discovery, openapi, rest
+from arks_devcluster.crd_registry import CrdRegistry, check_crd
+from arks_devcluster.errors import REASONS, ApiError, no_resource, status_from
 from arks_devcluster.registry import Registry
 from arks_devcluster.resources import ResourceType, builtin_types
 from arks_devcluster.store import Store
@@ -32,25 +34,67 @@ Obj = dict[str, Any]
 
 
 def default_types() -> list[ResourceType]:
-    """The six arks.ai kinds and the built-in types."""
-    arks = [ResourceType(GROUP, VERSION, info.plural, info.kind) for info in KIND_INFO.values()]
-    return arks + builtin_types()
+    """The built-in types."""
+    return builtin_types()
+
+
+def arks_crds() -> list[Obj]:
+    """The CRDs of the six arks.ai kinds, generated from the models (as deploy/crds)."""
+    return [crd_for(kind) for kind in KIND_INFO]
 
 
 class FakeKubeApi:
     """The objects, their history and the HTTP app serving them."""
 
-    def __init__(self, types: Iterable[ResourceType] | None = None) -> None:
+    def __init__(
+        self, types: Iterable[ResourceType] | None = None, *, crds: Iterable[Obj] | None = None
+    ) -> None:
+        """`types`: the built-in types served (default: `default_types()`); `crds`: the
+        CustomResourceDefinitions installed at start (default: the arks.ai ones)."""
         self.registry = Registry(types if types is not None else default_types())
         self.store = Store(self.registry)
+        self.crds = CrdRegistry(self.store)
         self.watches = Watches(self.store)
+        for crd in crds if crds is not None else arks_crds():
+            self.create(crd)
         self._failures: list[tuple[int, str | None]] = []
         self.requests: list[tuple[str, str]] = []
         """(method, path) of every request, for tests."""
+        registry = self.registry
+
+        def get(path: str, answer: Callable[[Request], Response]) -> Route:
+            async def endpoint(request: Request) -> Response:
+                return answer(request)
+
+            return Route(path, self._wrap(endpoint), methods=["GET"])
+
         self.app = Starlette(
             routes=[
-                Route("/api/{version}/{rest:path}", self._handle, methods=rest.METHODS),
-                Route("/apis/{group}/{version}/{rest:path}", self._handle, methods=rest.METHODS),
+                get("/version", lambda _: JSONResponse(discovery.VERSION_INFO)),
+                get("/api", lambda r: discovery.core(registry, r)),
+                get("/apis", lambda r: discovery.groups(registry, r)),
+                get(
+                    "/api/{version}", lambda r: discovery.resources(registry, "", _p(r, "version"))
+                ),
+                get("/apis/{group}", lambda r: discovery.group(registry, _p(r, "group"))),
+                get(
+                    "/apis/{group}/{version}",
+                    lambda r: discovery.resources(registry, _p(r, "group"), _p(r, "version")),
+                ),
+                get("/openapi/v3", lambda _: JSONResponse(openapi.root(registry))),
+                get("/openapi/v3/api/{version}", lambda r: _openapi(registry, "", r)),
+                get(
+                    "/openapi/v3/apis/{group}/{version}",
+                    lambda r: _openapi(registry, _p(r, "group"), r),
+                ),
+                Route("/api/{version}/{rest:path}", self._wrap(self._rest), methods=rest.METHODS),
+                Route(
+                    "/apis/{group}/{version}/{rest:path}",
+                    self._wrap(self._rest),
+                    methods=rest.METHODS,
+                ),
+                # Anything else is a 404 Status, not Starlette's text/plain page.
+                Route("/{rest:path}", self._wrap(_nothing), methods=rest.METHODS),
             ]
         )
 
@@ -73,8 +117,15 @@ class FakeKubeApi:
         """Create an object as a client would (status kept: a test may seed it)."""
         rtype = self.registry.by_kind(obj["apiVersion"], obj["kind"])
         namespace = obj.get("metadata", {}).get("namespace", "default")
-        created = self.store.create(rtype, namespace, copy.deepcopy(obj), keep_status=True)
+        body = copy.deepcopy(obj)
+        self.admit(rtype, body, None)
+        created = self.store.create(rtype, namespace, body, keep_status=True)
         return copy.deepcopy(created)
+
+    def admit(self, rtype: ResourceType, obj: Obj, old: Obj | None) -> None:
+        """Check (and complete) an object about to be written; raise ApiError if refused."""
+        if rtype.group == "apiextensions.k8s.io" and rtype.plural == "customresourcedefinitions":
+            check_crd(obj)
 
     # ------------------------------------------------------------------ HTTP
     def _injected(self, method: str) -> Response | None:
@@ -85,12 +136,40 @@ class FakeKubeApi:
                 return JSONResponse(status_from(code, reason, "injected failure"), code)
         return None
 
-    async def _handle(self, request: Request) -> Response:
-        self.requests.append((request.method, request.url.path))
-        injected = self._injected(request.method)
-        if injected is not None:
-            return injected
-        try:
-            return await rest.handle(self, request)
-        except ApiError as exc:
-            return exc.response()
+    def _wrap(
+        self, endpoint: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """Every request: recorded, failure injection, ApiError as a Status."""
+
+        async def handle(request: Request) -> Response:
+            self.requests.append((request.method, request.url.path))
+            injected = self._injected(request.method)
+            if injected is not None:
+                return injected
+            try:
+                return await endpoint(request)
+            except ApiError as exc:
+                return exc.response()
+
+        return handle
+
+    async def _rest(self, request: Request) -> Response:
+        params = request.path_params
+        if not params["rest"].strip("/"):  # `/api/v1/`: the resource list, as without "/"
+            return discovery.resources(self.registry, params.get("group", ""), params["version"])
+        return await rest.handle(self, request)
+
+
+async def _nothing(_: Request) -> Response:
+    raise no_resource()
+
+
+def _openapi(registry: Registry, group: str, request: Request) -> Response:
+    doc = openapi.group_version_document(registry, group, _p(request, "version"))
+    if doc is None:
+        raise no_resource()
+    return JSONResponse(doc)
+
+
+def _p(request: Request, name: str) -> str:
+    return str(request.path_params[name])

@@ -32,7 +32,16 @@ def flag(value: str | None) -> bool:
     return value in ("1", "t", "T", "true", "TRUE", "True")
 
 
+PROTOBUF_REFUSED = (
+    "the dev cluster reads JSON bodies only, not application/vnd.kubernetes.protobuf "
+    "(what kubectl's `create <generator>` commands send): write the object as YAML and "
+    "use `kubectl apply -f` or `kubectl create -f`"
+)
+
+
 async def read_body(request: Request) -> Obj:
+    if "protobuf" in request.headers.get("content-type", ""):
+        raise ApiError(415, "UnsupportedMediaType", PROTOBUF_REFUSED)
     try:
         body = json.loads(await request.body())
     except ValueError as exc:
@@ -128,6 +137,7 @@ async def handle(api: FakeKubeApi, request: Request) -> Response:
             if rtype.namespaced and target.namespace is None:
                 raise ApiError(405, "MethodNotAllowed", "create needs a namespace")
             body = await read_body(request)
+            api.admit(rtype, body, None)
             return JSONResponse(store.create(rtype, ns, body, keep_status=False), 201)
         raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
     if method == "GET":
@@ -136,12 +146,14 @@ async def handle(api: FakeKubeApi, request: Request) -> Response:
         body = await read_body(request)
         if body.get("metadata", {}).get("name", name) != name:
             raise ApiError(400, "BadRequest", "the name of the object does not match the URL")
+        api.admit(rtype, body, store.current(rtype, ns, name))
         return JSONResponse(store.update(rtype, ns, name, body, status_only=sub == "status"))
     if method == "PATCH":
         current = store.current(rtype, ns, name)
         patched = apply_patch(
             rtype, current, request.headers.get("content-type", ""), await request.body()
         )
+        api.admit(rtype, patched, current)
         return JSONResponse(store.update(rtype, ns, name, patched, status_only=sub == "status"))
     if method == "DELETE":
         return JSONResponse(store.delete(rtype, ns, name))

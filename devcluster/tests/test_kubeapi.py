@@ -68,11 +68,21 @@ async def test_stale_resource_version_conflicts_and_missing_objects_are_404(kube
         GROUP, VERSION, "default", PLURAL, quota("q")
     )
     await custom.replace_namespaced_custom_object_status(
-        GROUP, VERSION, "default", PLURAL, "q", {**created, "status": {"a": 1}}
+        GROUP,
+        VERSION,
+        "default",
+        PLURAL,
+        "q",
+        {**created, "status": {"quotaStatus": [{"type": "total", "used": 1}]}},
     )
     with pytest.raises(client.ApiException) as conflict:
         await custom.replace_namespaced_custom_object_status(
-            GROUP, VERSION, "default", PLURAL, "q", {**created, "status": {"a": 2}}
+            GROUP,
+            VERSION,
+            "default",
+            PLURAL,
+            "q",
+            {**created, "status": {"quotaStatus": [{"type": "total", "used": 2}]}},
         )
     assert conflict.value.status == 409
     assert json.loads(conflict.value.body)["reason"] == "Conflict"
@@ -107,9 +117,15 @@ async def test_merge_and_json_patches_and_refused_strategic_merge_on_custom_reso
         "default",
         PLURAL,
         "q",
-        [{"op": "add", "path": "/status", "value": {"used": 3}}],
+        [
+            {
+                "op": "add",
+                "path": "/status",
+                "value": {"quotaStatus": [{"type": "total", "used": 3}]},
+            }
+        ],
     )
-    assert status["status"] == {"used": 3}
+    assert status["status"] == {"quotaStatus": [{"type": "total", "used": 3}]}
     # the configmap (a built-in type) takes a strategic merge patch as a merge
     await core.create_namespaced_config_map(
         "default", {"metadata": {"name": "c"}, "data": {"a": "1"}}

@@ -22,8 +22,8 @@ from starlette.routing import Route
 
 from arks_common.crds import crd_for
 from arks_common.resources import KIND_INFO
-from arks_devcluster import discovery, openapi, rest
-from arks_devcluster.crd_registry import CrdRegistry, check_crd
+from arks_devcluster import admission, discovery, openapi, rest
+from arks_devcluster.crd_registry import CrdRegistry
 from arks_devcluster.errors import REASONS, ApiError, no_resource, status_from
 from arks_devcluster.registry import Registry
 from arks_devcluster.resources import ResourceType, builtin_types
@@ -122,10 +122,11 @@ class FakeKubeApi:
         created = self.store.create(rtype, namespace, body, keep_status=True)
         return copy.deepcopy(created)
 
-    def admit(self, rtype: ResourceType, obj: Obj, old: Obj | None) -> None:
+    def admit(
+        self, rtype: ResourceType, obj: Obj, old: Obj | None, *, strict: bool = False
+    ) -> None:
         """Check (and complete) an object about to be written; raise ApiError if refused."""
-        if rtype.group == "apiextensions.k8s.io" and rtype.plural == "customresourcedefinitions":
-            check_crd(obj)
+        admission.admit(rtype, obj, old, strict=strict)
 
     # ------------------------------------------------------------------ HTTP
     def _injected(self, method: str) -> Response | None:

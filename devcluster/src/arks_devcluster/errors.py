@@ -100,6 +100,8 @@ def invalid(kind: str, name: str, group: str, causes: list[Obj]) -> ApiError:
     """422 Invalid with one cause per field error, as the server's field validation says:
     `<Kind>.<group> "<name>" is invalid: <field>: <message>, ...`."""
     listed = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
+    if len(causes) > 1:
+        listed = f"[{listed}]"
     title = f"{kind}.{group}" if group else kind
     return ApiError(
         422,

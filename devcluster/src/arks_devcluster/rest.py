@@ -9,12 +9,14 @@ an `ApiError` (see `errors`), answered as a `Status`.
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from arks_devcluster import scale, tables
 from arks_devcluster.errors import ApiError, no_resource
 from arks_devcluster.patches import json_patch, merge_patch
 from arks_devcluster.resources import ResourceType
@@ -74,6 +76,33 @@ def apply_patch(rtype: ResourceType, current: Obj, content_type: str, raw: bytes
     )
 
 
+def write(
+    api: FakeKubeApi,
+    rtype: ResourceType,
+    ns: str,
+    name: str,
+    new: Obj,
+    *,
+    status: bool,
+    strict: bool,
+) -> Obj:
+    """Update an object (or only its status), admitting the object as it will be stored:
+    a status write keeps the stored spec, a main-path write keeps the stored status."""
+    current = api.store.current(rtype, ns, name)
+    candidate = copy.deepcopy(current if status else new)
+    if status:
+        candidate["metadata"]["resourceVersion"] = new.get("metadata", {}).get("resourceVersion")
+        carried = new
+    else:
+        carried = current if rtype.status_subresource else new
+    if "status" in carried:
+        candidate["status"] = copy.deepcopy(carried["status"])
+    else:
+        candidate.pop("status", None)
+    api.admit(rtype, candidate, current, strict=strict)
+    return api.store.update(rtype, ns, name, candidate, status_only=status)
+
+
 class Target:
     """What a resource path names."""
 
@@ -93,17 +122,48 @@ class Target:
         if self.namespace is not None and not rtype.namespaced:
             raise no_resource()
         self.rtype = rtype
+        self.version = version
         self.name = parts[1] if len(parts) > 1 else None
         self.sub = parts[2] if len(parts) > 2 else None
         if len(parts) > 3 or (self.sub is not None and not self._serves(self.sub)):
             raise no_resource()
 
     def _serves(self, sub: str) -> bool:
+        if sub == "scale":
+            return self.rtype.scale is not None
         return sub == "status" and self.rtype.status_subresource
 
     @property
     def ns(self) -> str:
         return self.namespace or ""
+
+
+async def _scale(api: FakeKubeApi, request: Request, target: Target) -> Response:
+    rtype, ns, name = target.rtype, target.ns, target.name or ""
+    current = api.store.current(rtype, ns, name)
+    view = scale.scale_of(rtype, current)
+    if request.method == "GET":
+        return JSONResponse(view)
+    if request.method == "PUT":
+        wanted = await read_body(request)
+    elif request.method == "PATCH":
+        content_type = request.headers.get("content-type", "")
+        wanted = apply_patch(rtype, view, content_type, await request.body())
+    else:
+        raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on scale")
+    updated = scale.scaled(rtype, current, wanted)
+    written = write(api, rtype, ns, name, updated, status=False, strict=False)
+    return JSONResponse(scale.scale_of(rtype, written))
+
+
+def in_version(obj: Obj, target: Target) -> Obj:
+    """An object as read through the version of the request's path (the `None`
+    conversion: only apiVersion differs between versions)."""
+    rtype = target.rtype
+    if target.version == rtype.version or obj.get("kind") != rtype.kind:
+        return obj
+    group = f"{rtype.group}/" if rtype.group else ""
+    return {**obj, "apiVersion": f"{group}{target.version}"}
 
 
 async def handle(api: FakeKubeApi, request: Request) -> Response:
@@ -112,6 +172,7 @@ async def handle(api: FakeKubeApi, request: Request) -> Response:
     method = request.method
     query = request.query_params
     store = api.store
+    strict = query.get("fieldValidation") == "Strict"
     if name is None:
         if method == "GET":
             matches = label_matcher(query.get("labelSelector"))
@@ -124,10 +185,16 @@ async def handle(api: FakeKubeApi, request: Request) -> Response:
                     bookmarks=flag(query.get("allowWatchBookmarks")),
                     timeout=float(query.get("timeoutSeconds") or 1800),
                 )
-            items = [o for o in store.items(rtype, target.namespace) if matches(o)]
+            items = [
+                in_version(o, target) for o in store.items(rtype, target.namespace) if matches(o)
+            ]
+            if tables.wants_table(request.headers.get("accept", "")):
+                return JSONResponse(tables.table(rtype, items, str(store.rv)))
             return JSONResponse(
                 {
-                    "apiVersion": rtype.api_version,
+                    "apiVersion": in_version(
+                        {"apiVersion": rtype.api_version, "kind": rtype.kind}, target
+                    )["apiVersion"],
                     "kind": rtype.list_kind,
                     "metadata": {"resourceVersion": str(store.rv)},
                     "items": items,
@@ -137,24 +204,30 @@ async def handle(api: FakeKubeApi, request: Request) -> Response:
             if rtype.namespaced and target.namespace is None:
                 raise ApiError(405, "MethodNotAllowed", "create needs a namespace")
             body = await read_body(request)
-            api.admit(rtype, body, None)
-            return JSONResponse(store.create(rtype, ns, body, keep_status=False), 201)
+            api.admit(rtype, body, None, strict=strict)
+            created = store.create(rtype, ns, body, keep_status=False)
+            return JSONResponse(in_version(created, target), 201)
         raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
+    if sub == "scale":
+        return await _scale(api, request, target)
     if method == "GET":
-        return JSONResponse(store.current(rtype, ns, name))
+        found = store.current(rtype, ns, name)
+        if sub is None and tables.wants_table(request.headers.get("accept", "")):
+            return JSONResponse(tables.table(rtype, [found], str(store.rv)))
+        return JSONResponse(in_version(found, target))
     if method == "PUT":
         body = await read_body(request)
         if body.get("metadata", {}).get("name", name) != name:
             raise ApiError(400, "BadRequest", "the name of the object does not match the URL")
-        api.admit(rtype, body, store.current(rtype, ns, name))
-        return JSONResponse(store.update(rtype, ns, name, body, status_only=sub == "status"))
+        written = write(api, rtype, ns, name, body, status=sub == "status", strict=strict)
+        return JSONResponse(in_version(written, target))
     if method == "PATCH":
         current = store.current(rtype, ns, name)
         patched = apply_patch(
             rtype, current, request.headers.get("content-type", ""), await request.body()
         )
-        api.admit(rtype, patched, current)
-        return JSONResponse(store.update(rtype, ns, name, patched, status_only=sub == "status"))
+        written = write(api, rtype, ns, name, patched, status=sub == "status", strict=strict)
+        return JSONResponse(in_version(written, target))
     if method == "DELETE":
-        return JSONResponse(store.delete(rtype, ns, name))
+        return JSONResponse(in_version(store.delete(rtype, ns, name), target))
     raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed")

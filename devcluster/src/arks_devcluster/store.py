@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from arks_devcluster.errors import ApiError, not_found, qualified
+from arks_devcluster.names import generate_name
 from arks_devcluster.registry import Registry
 from arks_devcluster.resources import ResourceType
 
@@ -110,7 +111,7 @@ class Store:
                     f"{rtype.kind}: metadata.name: Required value: name or generateName is "
                     "required",
                 )
-            meta["name"] = prefix + uuid.uuid4().hex[:5]
+            meta["name"] = generate_name(prefix)
         name = meta["name"]
         ns = namespace if rtype.namespaced else ""
         key = self.key(rtype, ns, name)

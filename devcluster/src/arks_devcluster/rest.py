@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from arks_devcluster import scale, tables
-from arks_devcluster.errors import ApiError, no_resource
+from arks_devcluster import apply, managed_fields, scale, tables
+from arks_devcluster.errors import ApiError, no_resource, not_found
 from arks_devcluster.patches import json_patch, merge_patch
 from arks_devcluster.resources import ResourceType
 from arks_devcluster.selectors import label_matcher
+from arks_devcluster.strategic import strategic_merge
 
 if TYPE_CHECKING:
     from arks_devcluster.api import FakeKubeApi
@@ -66,7 +67,7 @@ def apply_patch(rtype: ResourceType, current: Obj, content_type: str, raw: bytes
         patched: Obj = json_patch(current, patch)
         return patched
     if media == "application/strategic-merge-patch+json" and not rtype.custom:
-        merged = merge_patch(current, patch)
+        merged = strategic_merge(current, patch)
         return merged
     raise ApiError(
         415,
@@ -85,9 +86,13 @@ def write(
     *,
     status: bool,
     strict: bool,
+    manager: str,
+    api_version: str,
+    applied: bool = False,
 ) -> Obj:
     """Update an object (or only its status), admitting the object as it will be stored:
-    a status write keeps the stored spec, a main-path write keeps the stored status."""
+    a status write keeps the stored spec, a main-path write keeps the stored status.
+    managedFields: an update is tracked here; an apply (`applied`) brings its own."""
     current = api.store.current(rtype, ns, name)
     candidate = copy.deepcopy(current if status else new)
     if status:
@@ -99,7 +104,13 @@ def write(
         candidate["status"] = copy.deepcopy(carried["status"])
     else:
         candidate.pop("status", None)
+    if applied:
+        candidate["metadata"]["managedFields"] = new["metadata"].get("managedFields", [])
     api.admit(rtype, candidate, current, strict=strict)
+    if not applied:
+        managed_fields.track_update(
+            current, candidate, rtype.schema, manager, api_version, status=status
+        )
     return api.store.update(rtype, ns, name, candidate, status_only=status)
 
 
@@ -134,6 +145,11 @@ class Target:
         return sub == "status" and self.rtype.status_subresource
 
     @property
+    def api_version(self) -> str:
+        group = self.rtype.group
+        return f"{group}/{self.version}" if group else self.version
+
+    @property
     def ns(self) -> str:
         return self.namespace or ""
 
@@ -152,8 +168,68 @@ async def _scale(api: FakeKubeApi, request: Request, target: Target) -> Response
     else:
         raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on scale")
     updated = scale.scaled(rtype, current, wanted)
-    written = write(api, rtype, ns, name, updated, status=False, strict=False)
+    manager = managed_fields.manager_of(request)
+    written = write(
+        api,
+        rtype,
+        ns,
+        name,
+        updated,
+        status=False,
+        strict=False,
+        manager=manager,
+        api_version=rtype.api_version,
+    )
     return JSONResponse(scale.scale_of(rtype, written))
+
+
+async def _apply(
+    api: FakeKubeApi, request: Request, target: Target, manager: str, strict: bool
+) -> Response:
+    """Server-side apply (see `apply`): update, or create when the object is missing."""
+    rtype, ns, name = target.rtype, target.ns, target.name or ""
+    if not request.query_params.get("fieldManager"):
+        raise ApiError(
+            422,
+            "Invalid",
+            'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is '
+            "required for apply patch",
+        )
+    configuration = apply.parse(await request.body())
+    if (configuration.get("metadata") or {}).get("name", name) != name:
+        raise ApiError(400, "BadRequest", "the name of the object does not match the URL")
+    force = flag(request.query_params.get("force"))
+    status = target.sub == "status"
+    current = api.store.find(rtype, ns, name)
+    merged = apply.apply(
+        current,
+        configuration,
+        rtype.schema,
+        manager,
+        target.api_version,
+        force=force,
+        status=status,
+    )
+    if current is None:
+        if status:
+            raise not_found(rtype.group, rtype.plural, name)
+        merged.setdefault("metadata", {})["name"] = name
+        api.admit(rtype, merged, None, strict=strict)
+        created = api.store.create(rtype, ns, merged, keep_status=False)
+        return JSONResponse(in_version(created, target), 201)
+    written = write(
+        api,
+        rtype,
+        ns,
+        name,
+        merged,
+        status=status,
+        strict=strict,
+        manager=manager,
+        api_version=target.api_version,
+        applied=True,
+    )
+    return JSONResponse(in_version(written, target))
 
 
 def in_version(obj: Obj, target: Target) -> Obj:
@@ -173,6 +249,13 @@ async def handle(api: FakeKubeApi, request: Request) -> Response:
     query = request.query_params
     store = api.store
     strict = query.get("fieldValidation") == "Strict"
+    manager = managed_fields.manager_of(request)
+    options: Any = {
+        "status": sub == "status",
+        "strict": strict,
+        "manager": manager,
+        "api_version": target.api_version,
+    }
     if name is None:
         if method == "GET":
             matches = label_matcher(query.get("labelSelector"))
@@ -205,6 +288,9 @@ async def handle(api: FakeKubeApi, request: Request) -> Response:
                 raise ApiError(405, "MethodNotAllowed", "create needs a namespace")
             body = await read_body(request)
             api.admit(rtype, body, None, strict=strict)
+            managed_fields.track_update(
+                None, body, rtype.schema, manager, target.api_version, status=False
+            )
             created = store.create(rtype, ns, body, keep_status=False)
             return JSONResponse(in_version(created, target), 201)
         raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
@@ -219,14 +305,15 @@ async def handle(api: FakeKubeApi, request: Request) -> Response:
         body = await read_body(request)
         if body.get("metadata", {}).get("name", name) != name:
             raise ApiError(400, "BadRequest", "the name of the object does not match the URL")
-        written = write(api, rtype, ns, name, body, status=sub == "status", strict=strict)
+        written = write(api, rtype, ns, name, body, **options)
         return JSONResponse(in_version(written, target))
     if method == "PATCH":
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip() == apply.MEDIA:
+            return await _apply(api, request, target, manager, strict)
         current = store.current(rtype, ns, name)
-        patched = apply_patch(
-            rtype, current, request.headers.get("content-type", ""), await request.body()
-        )
-        written = write(api, rtype, ns, name, patched, status=sub == "status", strict=strict)
+        patched = apply_patch(rtype, current, content_type, await request.body())
+        written = write(api, rtype, ns, name, patched, **options)
         return JSONResponse(in_version(written, target))
     if method == "DELETE":
         return JSONResponse(in_version(store.delete(rtype, ns, name), target))

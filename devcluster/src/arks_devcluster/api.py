@@ -24,6 +24,7 @@ from arks_common.crds import crd_for
 from arks_common.resources import KIND_INFO
 from arks_devcluster import admission, discovery, openapi, rest
 from arks_devcluster.crd_registry import CrdRegistry
+from arks_devcluster.deletion import Collector
 from arks_devcluster.errors import REASONS, ApiError, no_resource, status_from
 from arks_devcluster.registry import Registry
 from arks_devcluster.resources import ResourceType, builtin_types
@@ -54,6 +55,7 @@ class FakeKubeApi:
         self.registry = Registry(types if types is not None else default_types())
         self.store = Store(self.registry)
         self.crds = CrdRegistry(self.store)
+        self.collector = Collector(self.store)
         self.watches = Watches(self.store)
         for crd in crds if crds is not None else arks_crds():
             self.create(crd)

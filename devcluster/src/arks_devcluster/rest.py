@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from arks_devcluster import apply, managed_fields, scale, tables
+from arks_devcluster import apply, events, listing, managed_fields, scale, tables
 from arks_devcluster.errors import ApiError, no_resource, not_found
 from arks_devcluster.patches import json_patch, merge_patch
 from arks_devcluster.resources import ResourceType
-from arks_devcluster.selectors import label_matcher
+from arks_devcluster.selectors import field_matcher, label_matcher
 from arks_devcluster.strategic import strategic_merge
 
 if TYPE_CHECKING:
@@ -132,6 +133,10 @@ class Target:
             raise no_resource()
         if self.namespace is not None and not rtype.namespaced:
             raise no_resource()
+        self.view: ResourceType | None = None
+        """events.k8s.io/v1 Events: a view of the core ones (see `events`)."""
+        if (rtype.group, rtype.plural) == (events.GROUP, "events"):
+            self.view, rtype = rtype, api.registry.resource("", "events")
         self.rtype = rtype
         self.version = version
         self.name = parts[1] if len(parts) > 1 else None
@@ -146,7 +151,7 @@ class Target:
 
     @property
     def api_version(self) -> str:
-        group = self.rtype.group
+        group = (self.view or self.rtype).group
         return f"{group}/{self.version}" if group else self.version
 
     @property
@@ -183,6 +188,68 @@ async def _scale(api: FakeKubeApi, request: Request, target: Target) -> Response
     return JSONResponse(scale.scale_of(rtype, written))
 
 
+async def delete_options(request: Request) -> Obj:
+    """DeleteOptions from the body (if any) and the query (which wins, as upstream)."""
+    raw = await request.body()
+    options: Obj = {}
+    if raw.strip():
+        try:
+            parsed = json.loads(raw)
+        except ValueError as exc:
+            raise ApiError(400, "BadRequest", f"the body is not JSON: {exc}") from exc
+        if isinstance(parsed, dict):
+            options = parsed
+    policy = request.query_params.get("propagationPolicy")
+    if policy:
+        options["propagationPolicy"] = policy
+    return options
+
+
+def _matcher(request: Request, rtype: ResourceType) -> Callable[[Obj], bool]:
+    query = request.query_params
+    labels = label_matcher(query.get("labelSelector"))
+    describe = f"{rtype.api_version}, Resource={rtype.plural}"
+    selector = events.core_field_selector(query.get("fieldSelector"))
+    fields = field_matcher(selector, rtype.group, rtype.plural, describe)
+    return lambda obj: labels(obj) and fields(obj)
+
+
+def _list(api: FakeKubeApi, request: Request, target: Target) -> Response:
+    query = request.query_params
+    rtype = target.rtype
+    matches = _matcher(request, rtype)
+    if flag(query.get("watch")):
+        return api.watches.response(
+            rtype,
+            target.namespace,
+            matches,
+            query.get("resourceVersion"),
+            bookmarks=flag(query.get("allowWatchBookmarks")),
+            timeout=float(query.get("timeoutSeconds") or 1800),
+            present=lambda obj: in_version(obj, target),
+        )
+    try:
+        limit = int(query.get("limit") or 0)
+    except ValueError as exc:
+        raise ApiError(400, "BadRequest", "limit must be an integer") from exc
+    items, meta = listing.page(
+        api.store, rtype, target.namespace, matches, limit, query.get("continue")
+    )
+    items = [in_version(o, target) for o in items]
+    if tables.wants_table(request.headers.get("accept", "")):
+        table = tables.table(rtype, items, meta["resourceVersion"])
+        table["metadata"] = meta
+        return JSONResponse(table)
+    return JSONResponse(
+        {
+            "apiVersion": target.api_version,
+            "kind": rtype.list_kind,
+            "metadata": meta,
+            "items": items,
+        }
+    )
+
+
 async def _apply(
     api: FakeKubeApi, request: Request, target: Target, manager: str, strict: bool
 ) -> Response:
@@ -195,7 +262,7 @@ async def _apply(
             'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is '
             "required for apply patch",
         )
-    configuration = apply.parse(await request.body())
+    configuration = _stored(apply.parse(await request.body()), target)
     if (configuration.get("metadata") or {}).get("name", name) != name:
         raise ApiError(400, "BadRequest", "the name of the object does not match the URL")
     force = flag(request.query_params.get("force"))
@@ -232,10 +299,17 @@ async def _apply(
     return JSONResponse(in_version(written, target))
 
 
+def _stored(obj: Obj, target: Target) -> Obj:
+    """A body written through a view, in the stored shape."""
+    return events.to_core(obj) if target.view is not None else obj
+
+
 def in_version(obj: Obj, target: Target) -> Obj:
     """An object as read through the version of the request's path (the `None`
     conversion: only apiVersion differs between versions)."""
     rtype = target.rtype
+    if target.view is not None:
+        return events.from_core(obj)
     if target.version == rtype.version or obj.get("kind") != rtype.kind:
         return obj
     group = f"{rtype.group}/" if rtype.group else ""
@@ -258,41 +332,35 @@ async def handle(api: FakeKubeApi, request: Request) -> Response:
     }
     if name is None:
         if method == "GET":
-            matches = label_matcher(query.get("labelSelector"))
-            if flag(query.get("watch")):
-                return api.watches.response(
-                    rtype,
-                    target.namespace,
-                    matches,
-                    query.get("resourceVersion"),
-                    bookmarks=flag(query.get("allowWatchBookmarks")),
-                    timeout=float(query.get("timeoutSeconds") or 1800),
-                )
-            items = [
-                in_version(o, target) for o in store.items(rtype, target.namespace) if matches(o)
-            ]
-            if tables.wants_table(request.headers.get("accept", "")):
-                return JSONResponse(tables.table(rtype, items, str(store.rv)))
-            return JSONResponse(
-                {
-                    "apiVersion": in_version(
-                        {"apiVersion": rtype.api_version, "kind": rtype.kind}, target
-                    )["apiVersion"],
-                    "kind": rtype.list_kind,
-                    "metadata": {"resourceVersion": str(store.rv)},
-                    "items": items,
-                }
-            )
+            return _list(api, request, target)
         if method == "POST":
             if rtype.namespaced and target.namespace is None:
                 raise ApiError(405, "MethodNotAllowed", "create needs a namespace")
-            body = await read_body(request)
+            body = _stored(await read_body(request), target)
             api.admit(rtype, body, None, strict=strict)
             managed_fields.track_update(
                 None, body, rtype.schema, manager, target.api_version, status=False
             )
             created = store.create(rtype, ns, body, keep_status=False)
             return JSONResponse(in_version(created, target), 201)
+        if method == "DELETE":
+            options = await delete_options(request)
+            matches = _matcher(request, rtype)
+            gone = []
+            for obj in [o for o in store.items(rtype, target.namespace) if matches(o)]:
+                meta = obj["metadata"]
+                deleted = api.collector.delete(
+                    rtype, meta.get("namespace", ""), meta["name"], options
+                )
+                gone.append(in_version(deleted, target))
+            return JSONResponse(
+                {
+                    "apiVersion": target.api_version,
+                    "kind": rtype.list_kind,
+                    "metadata": {"resourceVersion": str(store.rv)},
+                    "items": gone,
+                }
+            )
         raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
     if sub == "scale":
         return await _scale(api, request, target)
@@ -302,7 +370,7 @@ async def handle(api: FakeKubeApi, request: Request) -> Response:
             return JSONResponse(tables.table(rtype, [found], str(store.rv)))
         return JSONResponse(in_version(found, target))
     if method == "PUT":
-        body = await read_body(request)
+        body = _stored(await read_body(request), target)
         if body.get("metadata", {}).get("name", name) != name:
             raise ApiError(400, "BadRequest", "the name of the object does not match the URL")
         written = write(api, rtype, ns, name, body, **options)
@@ -311,10 +379,12 @@ async def handle(api: FakeKubeApi, request: Request) -> Response:
         content_type = request.headers.get("content-type", "")
         if content_type.split(";")[0].strip() == apply.MEDIA:
             return await _apply(api, request, target, manager, strict)
-        current = store.current(rtype, ns, name)
-        patched = apply_patch(rtype, current, content_type, await request.body())
+        current = in_version(store.current(rtype, ns, name), target)
+        patched = _stored(apply_patch(rtype, current, content_type, await request.body()), target)
         written = write(api, rtype, ns, name, patched, **options)
         return JSONResponse(in_version(written, target))
     if method == "DELETE":
-        return JSONResponse(in_version(store.delete(rtype, ns, name), target))
+        options = await delete_options(request)
+        deleted = api.collector.delete(rtype, ns, name, options)
+        return JSONResponse(in_version(deleted, target))
     raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed")

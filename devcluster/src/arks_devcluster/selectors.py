@@ -80,3 +80,77 @@ def label_matcher(selector: str | None) -> Callable[[Obj], bool]:
         return all(r.holds(labels) for r in requirements)
 
     return matches
+
+
+# ----------------------------------------------------------------------------- fields
+_COMMON_FIELDS = ("metadata.name", "metadata.namespace")
+_EVENT_FIELDS = (
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+)
+EXTRA_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("", "events"): _EVENT_FIELDS,
+    ("", "pods"): (
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "status.phase",
+        "status.podIP",
+    ),
+    ("", "namespaces"): ("status.phase",),
+    ("", "secrets"): ("type",),
+    ("", "nodes"): ("spec.unschedulable",),
+    ("batch", "jobs"): ("status.successful",),
+}
+_FIELD = re.compile(r"^\s*(?P<key>[A-Za-z0-9._-]+)\s*(?P<op>==|!=|=)\s*(?P<value>[^,]*?)\s*$")
+
+
+def _field_value(obj: Obj, path: str) -> str:
+    if path == "source":
+        return str((obj.get("source") or {}).get("component", ""))
+    value: Any = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def field_matcher(
+    selector: str | None, group: str, plural: str, describe: str
+) -> Callable[[Obj], bool]:
+    """A predicate for a `fieldSelector`: `metadata.name` and `metadata.namespace` for every
+    kind, a few more for some built-in kinds (as upstream); any other field is 400."""
+    allowed = _COMMON_FIELDS + EXTRA_FIELDS.get((group, plural), ())
+    requirements: list[tuple[str, bool, str]] = []
+    for part in (selector or "").split(","):
+        if not part.strip():
+            continue
+        m = _FIELD.match(part)
+        if m is None:
+            raise ApiError(400, "BadRequest", f"invalid field selector: {part!r}")
+        if m["key"] not in allowed:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'Unable to find "{describe}" that match label selector "", field selector '
+                f'"{selector}": field label not supported: {m["key"]}',
+            )
+        requirements.append((m["key"], m["op"] != "!=", m["value"]))
+
+    def matches(obj: Obj) -> bool:
+        return all((_field_value(obj, k) == v) == eq for k, eq, v in requirements)
+
+    return matches

@@ -88,6 +88,23 @@ class Store:
             and (namespace is None or ns == namespace)
         ]
 
+    def by_uid(self, uid: str) -> tuple[ResourceType, Obj] | None:
+        for (group, plural, _, _), obj in self._objects.items():
+            if obj["metadata"].get("uid") == uid:
+                with contextlib.suppress(KeyError):
+                    return self.registry.resource(group, plural), obj
+        return None
+
+    def dependents(self, owner_uid: str) -> list[tuple[ResourceType, Obj]]:
+        """The objects whose ownerReferences name `owner_uid`."""
+        out = []
+        for (group, plural, _, _), obj in list(self._objects.items()):
+            refs = obj["metadata"].get("ownerReferences") or []
+            if any(ref.get("uid") == owner_uid for ref in refs):
+                with contextlib.suppress(KeyError):
+                    out.append((self.registry.resource(group, plural), obj))
+        return out
+
     def compact(self) -> None:
         """Forget the history, as etcd compaction does: older watches get 410."""
         self.history.clear()
@@ -213,13 +230,9 @@ class Store:
 
     def _collect_garbage(self, owner_uid: str) -> None:
         """Background cascade: every dependent whose owner is gone is deleted."""
-        dependents = [
-            (group, plural, ns, name)
-            for (group, plural, ns, name), obj in self._objects.items()
-            if any(
-                ref.get("uid") == owner_uid for ref in obj["metadata"].get("ownerReferences", [])
-            )
-        ]
-        for group, plural, ns, name in dependents:
-            with contextlib.suppress(ApiError, KeyError):
-                self.delete(self.registry.resource(group, plural), ns, name)
+        for rtype, obj in self.dependents(owner_uid):
+            meta = obj["metadata"]
+            if meta.get("deletionTimestamp"):
+                continue
+            with contextlib.suppress(ApiError):
+                self.delete(rtype, meta.get("namespace", ""), meta["name"])

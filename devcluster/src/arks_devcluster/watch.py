@@ -101,7 +101,10 @@ class Watches:
         *,
         bookmarks: bool,
         timeout: float,
+        present: Callable[[Obj], Obj] = lambda obj: obj,
     ) -> StreamingResponse:
+        """The stream of a watch; `present` turns a stored object into what the client
+        reads (another version, another API's view)."""
         watcher, initial = self.open(rtype, namespace, matches, since)
         store = self.store
 
@@ -115,7 +118,7 @@ class Watches:
                     return
                 for event in initial:
                     if matches(event.obj):
-                        yield line(event.type, event.obj)
+                        yield line(event.type, present(event.obj))
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + timeout
                 while (left := deadline - loop.time()) > 0:
@@ -135,7 +138,7 @@ class Watches:
                             )
                         continue
                     if matches(event.obj):
-                        yield line(event.type, event.obj)
+                        yield line(event.type, present(event.obj))
             finally:
                 self.close(watcher)
 

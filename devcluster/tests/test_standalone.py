@@ -51,3 +51,36 @@ def test_kubeconfig_path_is_created_with_its_directory(tmp_path):
 
     path = write_kubeconfig(tmp_path / "a" / "b" / "kubeconfig", "http://127.0.0.1:1", "t")
     assert Path(path).read_text().count("token: t") == 1
+
+
+async def test_serve_with_rbac_speaks_https_and_its_kubeconfig_is_the_admins(tmp_path):
+    from arks_devcluster.testing import Kubectl
+
+    kubeconfig = tmp_path / "kubeconfig"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "arks_devcluster",
+        "serve",
+        "--port",
+        "0",
+        "--rbac",
+        "--kubeconfig-out",
+        str(kubeconfig),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(30):
+            while not kubeconfig.exists():
+                assert proc.returncode is None
+                await asyncio.sleep(0.05)
+        kubectl = Kubectl(kubeconfig)
+        got = await kubectl.check("get", "crd", "arksquotas.arks.ai", "-o", "name")
+        assert got.out.strip() == "customresourcedefinition.apiextensions.k8s.io/arksquotas.arks.ai"
+        wrong = await kubectl.run("get", "namespaces", "--token=wrong")
+        assert wrong.code == 1
+        assert "You must be logged in to the server" in wrong.err  # 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()

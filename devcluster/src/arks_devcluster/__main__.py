@@ -33,6 +33,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=6443, help="0 picks a free port")
     run.add_argument("--kubeconfig-out", type=Path, help="write a kubeconfig here when ready")
     run.add_argument(
+        "--rbac",
+        action="store_true",
+        help="authenticate tokens and enforce RBAC (the kubeconfig's token is the admin's); "
+        "implies --tls",
+    )
+    run.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS with a self-signed certificate (kubectl sends tokens only over TLS)",
+    )
+    run.add_argument(
         "--no-tcp-nodelay",
         action="store_true",
         help="leave Nagle's algorithm on (the benchmark's baseline only: ~40 ms per request)",
@@ -46,12 +57,13 @@ async def _serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     token = secrets.token_urlsafe(24)
-    api = FakeKubeApi()
+    api = FakeKubeApi(rbac=args.rbac, admin_token=token)
     nodelay = not args.no_tcp_nodelay
-    async with serving(api, host=args.host, port=args.port, nodelay=nodelay) as running:
+    tls = args.tls or args.rbac
+    async with serving(api, host=args.host, port=args.port, nodelay=nodelay, tls=tls) as running:
         url = running.url
         if args.kubeconfig_out is not None:
-            write_kubeconfig(args.kubeconfig_out, url, token)
+            write_kubeconfig(args.kubeconfig_out, url, token, ca_pem=running.ca_pem)
         log.info("dev cluster API server listening on %s", url)
         await stop.wait()
 

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from arks_common.crds import crd_for
 from arks_common.resources import KIND_INFO
-from arks_devcluster import admission, discovery, openapi, rest
+from arks_devcluster import admission, auth, discovery, openapi, rest
 from arks_devcluster.crd_registry import CrdRegistry
 from arks_devcluster.deletion import Collector
 from arks_devcluster.errors import REASONS, ApiError, no_resource, status_from
@@ -48,10 +48,21 @@ class FakeKubeApi:
     """The objects, their history and the HTTP app serving them."""
 
     def __init__(
-        self, types: Iterable[ResourceType] | None = None, *, crds: Iterable[Obj] | None = None
+        self,
+        types: Iterable[ResourceType] | None = None,
+        *,
+        crds: Iterable[Obj] | None = None,
+        rbac: bool = False,
+        admin_token: str | None = None,
     ) -> None:
         """`types`: the built-in types served (default: `default_types()`); `crds`: the
-        CustomResourceDefinitions installed at start (default: the arks.ai ones)."""
+        CustomResourceDefinitions installed at start (default: the arks.ai ones);
+        `rbac`: authenticate bearer tokens and enforce RBAC (see `auth`), with
+        `admin_token` naming the administrator."""
+        self.rbac = rbac
+        self.tokens = auth.Tokens()
+        if admin_token:
+            self.tokens.add_admin(admin_token)
         self.registry = Registry(types if types is not None else default_types())
         self.store = Store(self.registry)
         self.crds = CrdRegistry(self.store)
@@ -68,7 +79,7 @@ class FakeKubeApi:
             async def endpoint(request: Request) -> Response:
                 return answer(request)
 
-            return Route(path, self._wrap(endpoint), methods=["GET"])
+            return Route(path, self._wrap(endpoint, resource=False), methods=["GET"])
 
         self.app = Starlette(
             routes=[
@@ -96,12 +107,17 @@ class FakeKubeApi:
                     methods=rest.METHODS,
                 ),
                 # Anything else is a 404 Status, not Starlette's text/plain page.
-                Route("/{rest:path}", self._wrap(_nothing), methods=rest.METHODS),
+                Route("/{rest:path}", self._wrap(_nothing, resource=False), methods=rest.METHODS),
             ]
         )
 
     def register(self, rtype: ResourceType) -> None:
         self.registry.register(rtype)
+
+    def token_for(self, namespace: str, service_account: str) -> str:
+        """A bearer token for a ServiceAccount (which need not exist), as TokenRequest
+        mints them."""
+        return self.tokens.mint(namespace, service_account)
 
     def fail_next(self, status: int, count: int = 1, *, method: str | None = None) -> None:
         """Answer the next `count` requests (of `method`, if given) with `status`
@@ -140,9 +156,10 @@ class FakeKubeApi:
         return None
 
     def _wrap(
-        self, endpoint: Callable[[Request], Awaitable[Response]]
+        self, endpoint: Callable[[Request], Awaitable[Response]], *, resource: bool = True
     ) -> Callable[[Request], Awaitable[Response]]:
-        """Every request: recorded, failure injection, ApiError as a Status."""
+        """Every request: recorded, failure injection, authentication and RBAC (when on),
+        ApiError as a Status."""
 
         async def handle(request: Request) -> Response:
             self.requests.append((request.method, request.url.path))
@@ -150,11 +167,40 @@ class FakeKubeApi:
             if injected is not None:
                 return injected
             try:
+                if self.rbac:
+                    self._authorize(request, resource=resource)
                 return await endpoint(request)
             except ApiError as exc:
                 return exc.response()
 
         return handle
+
+    def _authorize(self, request: Request, *, resource: bool) -> None:
+        user = self.tokens.authenticate(request.headers.get("authorization"))
+        if not resource:
+            # Discovery, /version and OpenAPI are open to every request: the kubectl on
+            # these machines fetches OpenAPI without its token (a wrong token is still 401).
+            return
+        params = request.path_params
+        parts = [p for p in params.get("rest", "").split("/") if p]
+        namespace = None
+        if len(parts) >= 2 and parts[0] == "namespaces" and (len(parts) > 2):
+            namespace, parts = parts[1], parts[2:]
+        elif len(parts) == 2 and parts[0] == "namespaces":
+            parts = ["namespaces", parts[1]]
+        if not parts:
+            return
+        name = parts[1] if len(parts) > 1 else None
+        attrs = auth.Attributes(
+            verb=auth.verb_of(request.method, name, rest.flag(request.query_params.get("watch"))),
+            group=params.get("group", ""),
+            resource=parts[0],
+            subresource=parts[2] if len(parts) > 2 else None,
+            namespace=namespace,
+            name=name,
+        )
+        if not auth.allowed(self.store, self.registry, user, attrs):
+            raise auth.forbidden(user, attrs)
 
     async def _rest(self, request: Request) -> Response:
         params = request.path_params

@@ -147,6 +147,8 @@ class Target:
     def _serves(self, sub: str) -> bool:
         if sub == "scale":
             return self.rtype.scale is not None
+        if sub in self.rtype.subresources:
+            return True
         return sub == "status" and self.rtype.status_subresource
 
     @property
@@ -299,6 +301,26 @@ async def _apply(
     return JSONResponse(in_version(written, target))
 
 
+def _token_request(api: FakeKubeApi, request: Request, target: Target) -> Response:
+    """TokenRequest: a bearer token for an existing ServiceAccount. The request's body is
+    not read: kubectl sends it as protobuf, and every token here is the same kind (no
+    audiences, no expiry enforced)."""
+    if request.method != "POST":
+        raise ApiError(405, "MethodNotAllowed", "a token is only created")
+    account = api.store.current(target.rtype, target.ns, target.name or "")
+    token = api.token_for(target.ns, account["metadata"]["name"])
+    return JSONResponse(
+        {
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": account["metadata"]["name"], "namespace": target.ns},
+            "spec": {"audiences": [], "expirationSeconds": 3600},
+            "status": {"token": token, "expirationTimestamp": "2099-01-01T00:00:00Z"},
+        },
+        201,
+    )
+
+
 def _stored(obj: Obj, target: Target) -> Obj:
     """A body written through a view, in the stored shape."""
     return events.to_core(obj) if target.view is not None else obj
@@ -364,6 +386,8 @@ async def handle(api: FakeKubeApi, request: Request) -> Response:
         raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
     if sub == "scale":
         return await _scale(api, request, target)
+    if sub == "token":
+        return _token_request(api, request, target)
     if method == "GET":
         found = store.current(rtype, ns, name)
         if sub is None and tables.wants_table(request.headers.get("accept", "")):

@@ -16,12 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 
 from arks_devcluster.api import FakeKubeApi
+from arks_devcluster.tls import self_signed
 
 
 def bind(host: str, port: int, *, nodelay: bool = True) -> socket.socket:
@@ -38,6 +41,8 @@ class Serving:
     api: FakeKubeApi
     url: str
     server: uvicorn.Server
+    ca_pem: bytes | None = None
+    """The serving certificate (its own CA) when serving HTTPS."""
 
     def connection_sockets(self) -> list[socket.socket]:
         """The server side of every open HTTP connection."""
@@ -56,12 +61,29 @@ async def serving(
     host: str = "127.0.0.1",
     port: int = 0,
     nodelay: bool = True,
+    tls: bool = False,
 ) -> AsyncIterator[Serving]:
-    """Serve an API (a new one by default) until the block ends."""
+    """Serve an API (a new one by default) until the block ends; `tls`: HTTPS with a
+    self-signed certificate (see `tls`)."""
     api = api or FakeKubeApi()
     sock = bind(host, port, nodelay=nodelay)
     bound = int(sock.getsockname()[1])
-    config = uvicorn.Config(api.app, log_level="warning", lifespan="off")
+    with tempfile.TemporaryDirectory(prefix="arks-devcluster-") as tmp:
+        certificate = self_signed(host) if tls else None
+        cert = key = None
+        if certificate is not None:
+            cert, key = certificate.write(Path(tmp))
+        config = uvicorn.Config(
+            api.app, log_level="warning", lifespan="off", ssl_certfile=cert, ssl_keyfile=key
+        )
+        scheme = "https" if tls else "http"
+        ca = certificate.cert_pem if certificate is not None else None
+        async with _running(config, sock) as server:
+            yield Serving(api, f"{scheme}://{host}:{bound}", server, ca)
+
+
+@contextlib.asynccontextmanager
+async def _running(config: uvicorn.Config, sock: socket.socket) -> AsyncIterator[uvicorn.Server]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="fake-kube-api")
     try:
@@ -69,7 +91,7 @@ async def serving(
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
-        yield Serving(api, f"http://{host}:{bound}", server)
+        yield server
     finally:
         server.should_exit = True
         await task

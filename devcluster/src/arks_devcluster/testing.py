@@ -46,8 +46,10 @@ class Kubectl:
         self.kubeconfig = kubeconfig
 
     @classmethod
-    def for_server(cls, directory: Path, url: str, token: str) -> Kubectl:
-        return cls(write_kubeconfig(directory / "kubeconfig", url, token))
+    def for_server(
+        cls, directory: Path, url: str, token: str, *, ca_pem: bytes | None = None
+    ) -> Kubectl:
+        return cls(write_kubeconfig(directory / "kubeconfig", url, token, ca_pem=ca_pem))
 
     async def run(self, *args: str, stdin: str | None = None) -> Result:
         """Run kubectl (at most `TIMEOUT` seconds)."""

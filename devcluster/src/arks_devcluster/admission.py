@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from arks_devcluster import cel_rules, names, schema
+from arks_devcluster import cel_rules, names, pruning, schema
 from arks_devcluster.crd_registry import GROUP as CRD_GROUP
 from arks_devcluster.crd_registry import PLURAL as CRD_PLURAL
 from arks_devcluster.crd_registry import check_crd
@@ -30,7 +30,7 @@ def admit(rtype: ResourceType, obj: Obj, old: Obj | None, *, strict: bool = Fals
     if rtype.group == CRD_GROUP and rtype.plural == CRD_PLURAL:
         check_crd(obj)
     if rtype.schema is not None:
-        dropped = schema.prune(obj, rtype.schema)
+        dropped = pruning.prune(obj, rtype.schema)
         if dropped and strict:
             unknown = ", ".join(f'unknown field "{path}"' for path in dropped)
             raise ApiError(
@@ -39,7 +39,7 @@ def admit(rtype: ResourceType, obj: Obj, old: Obj | None, *, strict: bool = Fals
                 f'{rtype.kind} in version "{rtype.version}" cannot be handled as a '
                 f"{rtype.kind}: strict decoding error: {unknown}",
             )
-        schema.apply_defaults(obj, rtype.schema)
+        pruning.apply_defaults(obj, rtype.schema)
         causes += schema.validate(obj, rtype.schema)
         if not causes:  # as upstream: CEL runs on objects that pass the schema
             previous = old if old is not None else cel_rules.missing()

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from arks_common.crds import crd_for
 from arks_common.resources import KIND_INFO
-from arks_devcluster import admission, auth, discovery, openapi, rest
+from arks_devcluster import admission, auth, bodies, discovery, openapi, rest
 from arks_devcluster.crd_registry import CrdRegistry
 from arks_devcluster.deletion import Collector
 from arks_devcluster.errors import REASONS, ApiError, no_resource, status_from
@@ -192,7 +192,7 @@ class FakeKubeApi:
             return
         name = parts[1] if len(parts) > 1 else None
         attrs = auth.Attributes(
-            verb=auth.verb_of(request.method, name, rest.flag(request.query_params.get("watch"))),
+            verb=auth.verb_of(request.method, name, bodies.flag(request.query_params.get("watch"))),
             group=params.get("group", ""),
             resource=parts[0],
             subresource=parts[2] if len(parts) > 2 else None,

@@ -18,7 +18,7 @@ help: ## Show this help
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet 'uv>=0.9,<0.14'
 
-.venv/.synced: uv.lock pyproject.toml $(wildcard */*/pyproject.toml) cli/pyproject.toml | $(UV)
+.venv/.synced: uv.lock pyproject.toml $(wildcard */*/pyproject.toml) cli/pyproject.toml devcluster/pyproject.toml | $(UV)
 	$(UV) sync --locked --all-packages
 	@touch $@
 
@@ -50,7 +50,7 @@ conformance: sync ## Compare against the reference material in ../shared (upstre
 lint: sync ## ruff (format check + lint), mypy --strict, import-linter, CRD drift
 	$(RUN) ruff format --check .
 	$(RUN) ruff check .
-	$(RUN) mypy libs/arks_common/src services/*/src cli/src
+	$(RUN) mypy libs/arks_common/src services/*/src cli/src devcluster/src
 	$(RUN) lint-imports
 	$(RUN) python -m arks_common.crds --check deploy/crds
 

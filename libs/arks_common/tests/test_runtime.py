@@ -174,3 +174,24 @@ def test_a_service_stopped_by_our_error_says_why_and_which_kind(tmp_path, error,
     assert proc.returncode == status
     assert b"svc stopped:" in proc.stderr
     assert b"Traceback" not in proc.stderr
+
+
+async def test_accepted_sockets_of_a_service_have_tcp_nodelay() -> None:
+    """The listening socket names TCP, so asyncio sets TCP_NODELAY on what it accepts and
+    keep-alive responses do not wait for the client's delayed ACK."""
+    import socket
+
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    sock = runtime._bind("127.0.0.1", 0)
+    server = await asyncio.start_server(on_connect, sock=sock)
+    async with server:
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        assert await asyncio.wait_for(accepted, 10) != 0
+        writer.close()
+        await writer.wait_closed()

@@ -1,5 +1,5 @@
 """ArksQuota status on Kubernetes: the real kubernetes-asyncio client against the fake
-API server (`arks_common.testing.kubeapi`), the writer alone and inside the service."""
+API server (`arks_devcluster`), the writer alone and inside the service."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from arks_accountant.testing import (
 from arks_common.errors import PermanentError, RetryableError
 from arks_common.settings import KubernetesSettings
 from arks_common.testing.builders import make_usage_event
-from arks_common.testing.kubeapi import FakeKubeApi, serve
+from arks_devcluster import FakeKubeApi, serve
 
 NS, NAME = "default", "basic-quota"
 AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

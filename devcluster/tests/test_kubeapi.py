@@ -1,4 +1,4 @@
-"""The fake Kubernetes API server, driven by the real kubernetes-asyncio client."""
+"""The dev cluster's API server, driven by the real kubernetes-asyncio client."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from kubernetes_asyncio import client, watch
 
-from arks_common.testing.kubeapi import FakeKubeApi, serve
+from arks_devcluster import FakeKubeApi, serve
 
 GROUP, VERSION, PLURAL = "arks.ai", "v1", "arksquotas"
 MERGE = "application/merge-patch+json"
@@ -68,11 +68,21 @@ async def test_stale_resource_version_conflicts_and_missing_objects_are_404(kube
         GROUP, VERSION, "default", PLURAL, quota("q")
     )
     await custom.replace_namespaced_custom_object_status(
-        GROUP, VERSION, "default", PLURAL, "q", {**created, "status": {"a": 1}}
+        GROUP,
+        VERSION,
+        "default",
+        PLURAL,
+        "q",
+        {**created, "status": {"quotaStatus": [{"type": "total", "used": 1}]}},
     )
     with pytest.raises(client.ApiException) as conflict:
         await custom.replace_namespaced_custom_object_status(
-            GROUP, VERSION, "default", PLURAL, "q", {**created, "status": {"a": 2}}
+            GROUP,
+            VERSION,
+            "default",
+            PLURAL,
+            "q",
+            {**created, "status": {"quotaStatus": [{"type": "total", "used": 2}]}},
         )
     assert conflict.value.status == 409
     assert json.loads(conflict.value.body)["reason"] == "Conflict"
@@ -107,9 +117,15 @@ async def test_merge_and_json_patches_and_refused_strategic_merge_on_custom_reso
         "default",
         PLURAL,
         "q",
-        [{"op": "add", "path": "/status", "value": {"used": 3}}],
+        [
+            {
+                "op": "add",
+                "path": "/status",
+                "value": {"quotaStatus": [{"type": "total", "used": 3}]},
+            }
+        ],
     )
-    assert status["status"] == {"used": 3}
+    assert status["status"] == {"quotaStatus": [{"type": "total", "used": 3}]}
     # the configmap (a built-in type) takes a strategic merge patch as a merge
     await core.create_namespaced_config_map(
         "default", {"metadata": {"name": "c"}, "data": {"a": "1"}}
@@ -226,7 +242,7 @@ async def test_watch_from_a_version_with_bookmarks_and_410_for_expired_ones(kube
     assert [e for e in seen if e[0] != "BOOKMARK"] == [("ADDED", "b"), ("DELETED", "a")]
 
     # a version older than the history kept is gone: an ERROR event with 410
-    api._history.clear()  # as after compaction
+    api.store.compact()
     response = await custom.list_namespaced_custom_object(
         GROUP, VERSION, "default", PLURAL, watch=True, resource_version="1", _preload_content=False
     )

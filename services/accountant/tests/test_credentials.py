@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from arks_accountant.consuming import Puller, ensure_consumer, settle
@@ -27,95 +24,55 @@ from arks_accountant.testing import (
     wait_for,
 )
 from arks_accountant.wire import NotAuthorized, Wire
-from arks_common import subjects
-from arks_common.embedded import NatsServer, ValkeyServer
+from arks_common import access, subjects, valkey
+from arks_common.embedded import NatsServer
 from arks_common.errors import PermanentError
-from arks_common.messaging import Ack, Bus, ConsumerSpec
+from arks_common.messaging import Ack, ConsumerSpec
 from arks_common.runtime import run_until_stopped
-from arks_common.settings import NatsSettings, RedisSettings
+from arks_common.settings import RedisSettings
 from arks_common.testing.builders import make_quota_spec, make_usage_event
 
-ADMIN, ADMIN_PASSWORD = "admin", "admin-pw"
-USER, PASSWORD = "acct", "s3cret"
-PREFIX = "_I_acct"
+USER = access.ACCOUNTANT
+PREFIX = access.inbox_prefix(USER)
 
 
-class AuthNats(NatsServer):
-    """nats-server with JetStream and two users: `admin` may do anything, `acct` may
-    publish anything but subscribe only under its own inbox prefix."""
-
-    def argv(self) -> list[str]:
-        config = self.data_dir.parent / "auth.conf"
-        config.write_text(
-            "authorization {\n"
-            "  users = [\n"
-            f'    {{user: {ADMIN}, password: "{ADMIN_PASSWORD}"}}\n'
-            f'    {{user: {USER}, password: "{PASSWORD}", permissions: {{\n'
-            f'      publish: {{allow: [">"]}}, subscribe: {{allow: ["{PREFIX}.>"]}}}}}}\n'
-            "  ]\n"
-            "}\n"
-        )
-        return [*super().argv(), "-c", str(config)]
-
-    def url_as(self, user: str, password: str) -> str:
-        return f"nats://{user}:{password}@{self.host}:{self.port}"
-
-
-@pytest.fixture
-def auth_nats(tmp_path: Path) -> Iterator[AuthNats]:
-    server = AuthNats(tmp_path / "nats", log_file=tmp_path / "nats.log")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def admin_bus(auth_nats: AuthNats) -> AsyncIterator[Bus]:
-    bus = await Bus.connect(
-        NatsSettings(url=auth_nats.url_as(ADMIN, ADMIN_PASSWORD), connect_deadline=10),
-        name="admin",
-    )
-    await bus.ensure_topology()
-    try:
-        yield bus
-    finally:
-        await bus.close()
+def url_as(server: NatsServer, user: str, password: str) -> str:
+    return f"nats://{user}:{password}@{server.host}:{server.port}"
 
 
 def _spec() -> ConsumerSpec:
     return ConsumerSpec(
         stream=subjects.USAGE_STREAM,
-        durable="credentials-test",
+        durable=subjects.ACCOUNTANT_CONSUMER,
         filter_subject=subjects.USAGE_ALL,
         batch=10,
         fetch_timeout=1.0,
     )
 
 
-async def test_user_and_password_from_the_url(auth_nats):
-    async with connected_wire(auth_nats.url_as(ADMIN, ADMIN_PASSWORD)) as wire:
+async def test_user_and_password_from_the_url(secured_nats_server, credentials):
+    url = url_as(secured_nats_server, access.ADMIN, credentials.nats[access.ADMIN])
+    async with connected_wire(url) as wire:
         await wire.ping(5)
 
 
 async def test_the_settings_credentials_and_inbox_prefix_carry_a_pull_and_a_publish(
-    auth_nats, admin_bus
+    secured_nats_server, admin_bus, credentials
 ):
-    """The accountant's user may subscribe only under its inbox prefix: its pulls, acks
-    and billing publishes work when the wire is given the user, password and prefix."""
+    """The accountant's user (`access.ACCOUNTANT`) may subscribe only under its inbox
+    prefix: its pulls, acks and billing publishes work when the wire is given the user,
+    password and prefix."""
     usage = [make_usage_event(prompt_tokens=i) for i in range(1, 6)]
     await publish_usage(admin_bus, *usage)
     spec = _spec()
     await ensure_consumer(admin_bus, spec)
-    settings = NatsSettings(
-        url=auth_nats.url, user=USER, password=SecretStr(PASSWORD), inbox_prefix=PREFIX
-    )
+    settings = credentials.nats_settings(USER, secured_nats_server.url)
+    assert settings.inbox_prefix == PREFIX
     wire = Wire(
         settings.servers,
         name="t",
         user=settings.user,
-        password=PASSWORD,
+        password=credentials.nats[USER],
         inbox_prefix=settings.inbox_prefix,
     )
     await wire.connect(10)
@@ -137,8 +94,11 @@ async def test_the_settings_credentials_and_inbox_prefix_carry_a_pull_and_a_publ
         await wire.close()
 
 
-async def test_a_subject_outside_the_users_permissions_is_reported_as_an_error(auth_nats, caplog):
-    wire = Wire([auth_nats.url], name="t", user=USER, password=PASSWORD)  # default prefix
+async def test_a_subject_outside_the_users_permissions_is_reported_as_an_error(
+    secured_nats_server, credentials, caplog
+):
+    # the default prefix `_INBOX` is not the accountant's own
+    wire = Wire([secured_nats_server.url], name="t", user=USER, password=credentials.nats[USER])
     await wire.connect(10)
     try:
         with caplog.at_level(logging.ERROR, logger="arks_accountant.wire"):
@@ -159,12 +119,13 @@ async def test_a_subject_outside_the_users_permissions_is_reported_as_an_error(a
     ],
 )
 async def test_refused_credentials_stop_the_connection_with_the_setting_named(
-    auth_nats, in_url, user, password, named
+    secured_nats_server, in_url, user, password, named
 ):
+    server = secured_nats_server
     if in_url:
-        wire = Wire([auth_nats.url_as(user, password)], name="t", connect_timeout=5)
+        wire = Wire([url_as(server, user, password)], name="t", connect_timeout=5)
     else:
-        wire = Wire([auth_nats.url], name="t", user=user, password=password, connect_timeout=5)
+        wire = Wire([server.url], name="t", user=user, password=password, connect_timeout=5)
     try:
         with pytest.raises(NotAuthorized) as refused:
             await wire.connect(60)  # refused at once, not retried until the deadline
@@ -175,43 +136,20 @@ async def test_refused_credentials_stop_the_connection_with_the_setting_named(
     assert "wrong" not in refused.value.message  # never the secret itself
 
 
-VALKEY_PASSWORD = "v4lkey-pw"
-
-
-class PasswordValkey(ValkeyServer):
-    def argv(self) -> list[str]:
-        return [*super().argv(), "--requirepass", VALKEY_PASSWORD]
-
-    def _wait_until_serving(self, timeout: float) -> None:
-        pass  # its PING needs the password; the port being open is enough here
-
-
-@pytest.fixture
-def password_valkey(tmp_path: Path) -> Iterator[PasswordValkey]:
-    server = PasswordValkey(tmp_path / "valkey", log_file=tmp_path / "valkey.log")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-async def test_the_accountant_applies_usage_with_a_valkey_password(
-    bus, nats_server, password_valkey
+async def test_the_accountant_applies_usage_as_its_valkey_user(
+    bus, nats_server, secured_valkey_server, credentials
 ):
     await put_spec(bus, make_quota_spec())
     usage = [make_usage_event(prompt_tokens=3) for _ in range(5)]
-    redis_settings = RedisSettings(
-        url=password_valkey.url, socket_timeout=1, password=SecretStr(VALKEY_PASSWORD)
-    )
-    settings = make_settings(nats_server.url, password_valkey.url, redis=redis_settings)
+    redis_settings = credentials.redis_settings(USER, secured_valkey_server.url)
+    settings = make_settings(nats_server.url, secured_valkey_server.url, redis=redis_settings)
     async with running_accountant(settings) as acct:
         await publish_usage(bus, *usage)
         await wait_for(
             lambda: acct.metric("arks_accountant_events_total", result="applied") == len(usage),
             what="usage applied",
         )
-    client = aioredis.Redis.from_url(password_valkey.url, password=VALKEY_PASSWORD)
+    client = valkey.client(redis_settings)
     try:
         assert (await used(client, "default", "basic-quota"))["prompt"] == 15
     finally:
@@ -219,12 +157,12 @@ async def test_the_accountant_applies_usage_with_a_valkey_password(
 
 
 async def test_a_wrong_valkey_password_stops_the_accountant_with_the_setting_named(
-    nats_server, password_valkey
+    nats_server, secured_valkey_server
 ):
     redis_settings = RedisSettings(
-        url=password_valkey.url, socket_timeout=1, password=SecretStr("not-it")
+        url=secured_valkey_server.url, username=USER, password=SecretStr("not-it")
     )
-    settings = make_settings(nats_server.url, password_valkey.url, redis=redis_settings)
+    settings = make_settings(nats_server.url, secured_valkey_server.url, redis=redis_settings)
     with pytest.raises(BaseException) as stopped:
         await run_until_stopped(
             "arks-accountant", settings, make_lifespan(settings), asyncio.Event()

@@ -83,6 +83,7 @@ def test_workspace_members_are_explicit_and_exist() -> None:
         "arks-accountant",
         "arks-model-cache",
         "arks-engine-sim",
+        "arks-devcluster",
         "arks",
     }
 

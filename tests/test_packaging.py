@@ -58,6 +58,10 @@ def test_each_dockerfile_installs_only_its_member_and_runs_its_script() -> None:
         text = dockerfile.read_text()
         synced = re.findall(r"uv sync [^\n]*", text)
         assert synced
+        members = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]
+        for member in members["members"]:
+            # uv's workspace discovery needs every member's pyproject.toml
+            assert f"COPY {member}/pyproject.toml {member}/" in text, (dockerfile, member)
         assert all(f"--package {package}" in line for line in synced)
         assert all("--all-packages" not in line for line in synced)
         entry = re.search(r'ENTRYPOINT \["([^"]+)"\]', text)

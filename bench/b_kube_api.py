@@ -2,7 +2,7 @@
 and 8 concurrent clients, and the latency of a keep-alive request with and without
 TCP_NODELAY on the server's accepted sockets.
 
-Recipe: `arks-devcluster serve` as its own process (nothing pinned: server and this
+Recipe: `arks-devcluster serve --api-only` as its own process (nothing pinned: server and this
 process share both cores), driven over HTTP/1.1 keep-alive by aiohttp (the HTTP client
 under kubernetes-asyncio) from this process:
 
@@ -44,7 +44,7 @@ async def _server(ctx: BenchContext, name: str, *extra: str) -> AsyncIterator[tu
     """A standalone dev cluster: (base URL, bearer token)."""
     kubeconfig = ctx.workdir / f"{name}.kubeconfig"
     port = free_port()
-    argv = [venv_bin("arks-devcluster"), "serve", "--port", str(port)]
+    argv = [venv_bin("arks-devcluster"), "serve", "--port", str(port), "--api-only"]
     argv += ["--kubeconfig-out", str(kubeconfig), *extra]
     async with process(argv, log=ctx.workdir / f"{name}.log"):
         deadline = time.monotonic() + 30

@@ -352,6 +352,9 @@ async def test_up_stops_when_the_wrapper_that_started_it_is_killed(tmp_path: Pat
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
         start_new_session=True,
+        # as from a terminal or make, even when this test runs under `nohup` (an ignored
+        # SIGHUP is inherited and tells `arks up` to outlive its starter)
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
     everything: list[psutil.Process] = []
     try:

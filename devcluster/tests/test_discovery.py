@@ -105,17 +105,3 @@ async def test_the_dynamic_client_discovers_and_uses_kinds(cluster):
     assert deployments.subresources["scale"].kind == "Scale"
     core = client.CoreV1Api(cluster.client)
     assert (await core.get_api_resources()).group_version == "v1"
-
-
-async def test_protobuf_bodies_are_refused_with_what_to_do_instead(cluster):
-    """kubectl's generators (`kubectl create configmap ...`) send protobuf, which the dev
-    cluster does not decode: 415 and a message naming the way that works."""
-    refused = await cluster.kubectl.run("create", "configmap", "c", "--from-literal=a=b")
-    assert refused.code == 1
-    assert "kubectl apply -f" in refused.err
-    dry = await cluster.kubectl.check(
-        "create", "configmap", "c", "--from-literal=a=b", "--dry-run=client", "-o", "yaml"
-    )
-    await cluster.kubectl.check("create", "-f", "-", stdin=dry.out)
-    got = await cluster.kubectl.check("get", "configmap", "c", "-o", "jsonpath={.data.a}")
-    assert got.out == "b"

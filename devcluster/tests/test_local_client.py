@@ -59,9 +59,7 @@ async def test_lists_by_selector_and_owner_and_records_events() -> None:
     child["metadata"]["ownerReferences"] = [controller_ref(owner)]
     client.create(child)
     client.create(_pod("other", app="y"))
-    assert [p["metadata"]["name"] for p in client.list("", "pods", "default", "app=x")] == [
-        "child"
-    ]
+    assert [p["metadata"]["name"] for p in client.list("", "pods", "default", "app=x")] == ["child"]
     assert [p["metadata"]["name"] for p in client.owned_by(owner, "", "pods")] == ["child"]
     assert client.list("example.com", "widgets") == []
     client.event(owner, "Made", "made it")
@@ -70,3 +68,21 @@ async def test_lists_by_selector_and_owner_and_records_events() -> None:
     assert (event["reason"], event["count"], event["type"]) == ("Made", 2, "Normal")
     client.delete(owner)
     assert client.get("", "pods", "default", "child") is None, "the cascade ran"
+
+
+async def test_events_name_the_component_apart_from_the_field_manager() -> None:
+    api = FakeKubeApi()
+    client = LocalClient(api, manager="kube-controller-manager", component="job-controller")
+    owner = client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "o", "namespace": "default"},
+            "data": {"k": "v"},
+        }
+    )
+    assert owner["metadata"]["managedFields"][0]["manager"] == "kube-controller-manager"
+    client.event(owner, "Completed", "Job completed")
+    (event,) = client.list("", "events", "default")
+    assert event["source"] == {"component": "job-controller"}
+    assert event["reportingComponent"] == "job-controller"

@@ -223,6 +223,44 @@ def build_parser() -> argparse.ArgumentParser:
     secret.add_argument("--namespace", default="arks-system", help="namespace (kubernetes)")
     secret.set_defaults(handler="credentials")
 
+    cluster = commands.add_parser(
+        "cluster",
+        help="a one-machine Kubernetes for development (API server, controllers, kubelet)",
+        description="The dev cluster of docs/dev-cluster.md, run in the background; "
+        "use it with KUBECONFIG=.arks/kubeconfig kubectl ...",
+    )
+    cluster_commands = cluster.add_subparsers(dest="cluster_command", metavar="COMMAND")
+    cluster_up = cluster_commands.add_parser(
+        "up", help="start the dev cluster and write .arks/kubeconfig"
+    )
+    cluster_up.add_argument("--dir", default=".arks", metavar="DIR", help="(default: .arks)")
+    cluster_up.add_argument(
+        "--port", type=int, metavar="PORT", help="API port (default: 6443, or a free one)"
+    )
+    cluster_up.add_argument(
+        "--config", metavar="FILE", help="nodes and image rules (default: one 8-GPU node)"
+    )
+    cluster_up.add_argument(
+        "--rbac", action="store_true", help="authenticate tokens and enforce RBAC (HTTPS)"
+    )
+    cluster_up.add_argument(
+        "--timeout", type=float, default=60.0, metavar="SECONDS", help="(default: 60)"
+    )
+    cluster_up.set_defaults(handler="cluster_up")
+    cluster_down = cluster_commands.add_parser("down", help="stop the dev cluster")
+    cluster_down.add_argument("--dir", default=".arks", metavar="DIR", help="(default: .arks)")
+    cluster_down.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds before killing (default: 30)",
+    )
+    cluster_down.set_defaults(handler="cluster_down")
+    cluster_status = cluster_commands.add_parser("status", help="is the dev cluster running")
+    cluster_status.add_argument("--dir", default=".arks", metavar="DIR", help="(default: .arks)")
+    cluster_status.set_defaults(handler="cluster_status")
+
     version = commands.add_parser("version", help="print the versions of arks")
     version.set_defaults(handler="version")
     return parser

@@ -34,6 +34,7 @@ PACKAGES = (
     "arks-accountant",
     "arks-model-cache",
     "arks-engine-sim",
+    "arks-devcluster",
 )
 
 
@@ -213,6 +214,24 @@ def down(args: argparse.Namespace) -> int:
     return stopping.main(args)
 
 
+def cluster_up(args: argparse.Namespace) -> int:
+    from arks_cli import dev_cluster
+
+    return dev_cluster.up(args)
+
+
+def cluster_down(args: argparse.Namespace) -> int:
+    from arks_cli import dev_cluster
+
+    return dev_cluster.down(args)
+
+
+def cluster_status(args: argparse.Namespace) -> int:
+    from arks_cli import dev_cluster
+
+    return dev_cluster.status(args)
+
+
 ASYNC_HANDLERS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "apply": apply,
     "get": get,
@@ -226,6 +245,9 @@ SYNC_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "credentials": show_credentials,
     "up": up,
     "down": down,
+    "cluster_up": cluster_up,
+    "cluster_down": cluster_down,
+    "cluster_status": cluster_status,
 }
 
 

@@ -1,25 +1,35 @@
-"""`arks-devcluster serve`: run the dev cluster's API server until SIGTERM/SIGINT.
+"""`arks-devcluster serve`: run the dev cluster until SIGTERM/SIGINT.
 
     arks-devcluster serve [--host 127.0.0.1] [--port 6443] [--kubeconfig-out PATH]
+                          [--workdir DIR] [--config FILE] [--api-only]
 
+The API server with the arks.ai and bundled CRDs, the simulated workload controllers and
+the kubelet (nodes from `--config`, pods' processes, volumes and logs under `--workdir`);
+`--api-only` serves the API alone (no controllers, no kubelet: the benchmark's setting).
 With `--kubeconfig-out` a kubeconfig for the server (with the admin token, printed
-nowhere else) is written once the port is listening, so a launcher can wait for the file.
-Exit codes: 0 after a signal, 2 for bad arguments or a port that cannot be bound.
+nowhere else) is written once the port is listening and the nodes are registered, so a
+launcher can wait for the file. On a signal every pod's process is stopped before exit.
+Exit codes: 0 after a signal, 2 for bad arguments, a bad config or a port that cannot
+be bound.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import secrets
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from arks_devcluster.api import FakeKubeApi
+from arks_devcluster.cluster import cluster_crds, running_workloads
 from arks_devcluster.kubeconfig import write_kubeconfig
+from arks_devcluster.kubelet import ConfigError, load_config
 from arks_devcluster.server import serving
 
 log = logging.getLogger("arks_devcluster")
@@ -44,6 +54,19 @@ def _parser() -> argparse.ArgumentParser:
         help="serve HTTPS with a self-signed certificate (kubectl sends tokens only over TLS)",
     )
     run.add_argument(
+        "--workdir",
+        type=Path,
+        help="where pods' processes keep volumes and logs (default: a temporary directory)",
+    )
+    run.add_argument(
+        "--config", type=Path, help="nodes and image rules (YAML; default: one 8-GPU node)"
+    )
+    run.add_argument(
+        "--api-only",
+        action="store_true",
+        help="serve the API alone: no controllers, no kubelet",
+    )
+    run.add_argument(
         "--no-tcp-nodelay",
         action="store_true",
         help="leave Nagle's algorithm on (the benchmark's baseline only: ~40 ms per request)",
@@ -57,15 +80,26 @@ async def _serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     token = secrets.token_urlsafe(24)
-    api = FakeKubeApi(rbac=args.rbac, admin_token=token)
+    config = load_config(args.config)
+    api = FakeKubeApi(rbac=args.rbac, admin_token=token, crds=cluster_crds())
     nodelay = not args.no_tcp_nodelay
     tls = args.tls or args.rbac
-    async with serving(api, host=args.host, port=args.port, nodelay=nodelay, tls=tls) as running:
+    async with contextlib.AsyncExitStack() as stack:
+        running = await stack.enter_async_context(
+            serving(api, host=args.host, port=args.port, nodelay=nodelay, tls=tls)
+        )
+        if not args.api_only:
+            workdir = args.workdir or Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="arks-devcluster-"))
+            )
+            kubelet = await stack.enter_async_context(running_workloads(api, config, workdir))
+            await kubelet.registered()
         url = running.url
         if args.kubeconfig_out is not None:
             write_kubeconfig(args.kubeconfig_out, url, token, ca_pem=running.ca_pem)
-        log.info("dev cluster API server listening on %s", url)
+        log.info("dev cluster listening on %s", url)
         await stop.wait()
+        log.info("stopping the dev cluster")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         asyncio.run(_serve(args))
+    except ConfigError as exc:
+        log.error("bad dev cluster config: %s", exc)
+        return 2
     except OSError as exc:
         log.error("cannot serve on %s:%s: %s", args.host, args.port, exc)
         return 2

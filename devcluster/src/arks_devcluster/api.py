@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,6 +30,9 @@ from arks_devcluster.registry import Registry
 from arks_devcluster.resources import ResourceType, builtin_types
 from arks_devcluster.store import Store
 from arks_devcluster.watch import Watches
+
+if TYPE_CHECKING:
+    from arks_devcluster.kubelet.logs import PodLogs
 
 Obj = dict[str, Any]
 
@@ -73,6 +76,8 @@ class FakeKubeApi:
         self._failures: list[tuple[int, str | None]] = []
         self.requests: list[tuple[str, str]] = []
         """(method, path) of every request, for tests."""
+        self.pod_logs: PodLogs | None = None
+        """Containers' output for `pods/<name>/log`, set by a running kubelet."""
         registry = self.registry
 
         def get(path: str, answer: Callable[[Request], Response]) -> Route:

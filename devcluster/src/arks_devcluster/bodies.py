@@ -1,9 +1,11 @@
-"""Request bodies and query options: JSON bodies, patches by content type, DeleteOptions.
+"""Request bodies and query options: JSON and protobuf bodies, patches by content type,
+DeleteOptions.
 
-Bodies are JSON only: protobuf (what kubectl's `create <generator>` commands send) is 415
-with what to do instead. A patch's content type picks JSON merge patch, JSON patch or
-(built-in kinds only) strategic merge patch; anything else is 415. Server-side apply has
-its own path (`subresources.apply_request`).
+Bodies are JSON, or protobuf (`application/vnd.kubernetes.protobuf`, what kubectl's
+`create <generator>` commands send) for the built-in kinds `protobuf` decodes: a malformed
+protobuf body is 400, another kind 415 with what to do instead. A patch's content type
+picks JSON merge patch, JSON patch or (built-in kinds only) strategic merge patch;
+anything else is 415. Server-side apply has its own path (`subresources.apply_request`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from arks_devcluster import protobuf
 from arks_devcluster.errors import ApiError
 from arks_devcluster.patches import json_patch, merge_patch
 from arks_devcluster.resources import ResourceType
@@ -27,15 +30,14 @@ def flag(value: str | None) -> bool:
 
 
 PROTOBUF_REFUSED = (
-    "the dev cluster reads JSON bodies only, not application/vnd.kubernetes.protobuf "
-    "(what kubectl's `create <generator>` commands send): write the object as YAML and "
-    "use `kubectl apply -f` or `kubectl create -f`"
+    "the dev cluster decodes application/vnd.kubernetes.protobuf bodies of {decoded} only, "
+    "not of {kind}: write the object as YAML and use `kubectl apply -f` or `kubectl create -f`"
 )
 
 
 async def read_body(request: Request) -> Obj:
     if "protobuf" in request.headers.get("content-type", ""):
-        raise ApiError(415, "UnsupportedMediaType", PROTOBUF_REFUSED)
+        return _protobuf_body(await request.body())
     try:
         body = json.loads(await request.body())
     except ValueError as exc:
@@ -43,6 +45,17 @@ async def read_body(request: Request) -> Obj:
     if not isinstance(body, dict):
         raise ApiError(400, "BadRequest", "the body is not an object")
     return body
+
+
+def _protobuf_body(raw: bytes) -> Obj:
+    try:
+        return protobuf.decode(raw)
+    except protobuf.UnknownKind as exc:
+        decoded = ", ".join(protobuf.decoded_kinds())
+        message = PROTOBUF_REFUSED.format(decoded=decoded, kind=exc)
+        raise ApiError(415, "UnsupportedMediaType", message) from exc
+    except protobuf.ProtobufError as exc:
+        raise ApiError(400, "BadRequest", f"the protobuf body cannot be decoded: {exc}") from exc
 
 
 def apply_patch(rtype: ResourceType, current: Obj, content_type: str, raw: bytes) -> Obj:

@@ -59,6 +59,8 @@ def _subresources(rtype: ResourceType) -> list[tuple[str, str, str, str, list[st
         out.append(("scale", "autoscaling", "v1", "Scale", _STATUS_VERBS))
     if "token" in rtype.subresources:
         out.append(("token", "authentication.k8s.io", "v1", "TokenRequest", ["create"]))
+    if "log" in rtype.subresources:
+        out.append(("log", "", "v1", "Pod", ["get"]))
     return out
 
 

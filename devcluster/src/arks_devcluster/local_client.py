@@ -8,7 +8,7 @@ resourceVersion is a 409 `ApiError`, a missing object 404. Objects handed out ar
 Changes arrive on a queue per subscription (`subscribe`), in resourceVersion order, from
 the moment of subscribing: callers list first, then react to events, as an informer does.
 
-    client = LocalClient(api, manager="deployment-controller")
+    client = LocalClient(api, manager="kube-controller-manager", component="deployment-controller")
     with client.subscribe(("apps", "deployments"), ("", "pods")) as changes:
         for deployment in client.list("apps", "deployments"): ...
         event = await changes.get()
@@ -17,8 +17,10 @@ the moment of subscribing: callers list first, then react to events, as an infor
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import copy
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +34,25 @@ if TYPE_CHECKING:
     from arks_devcluster.api import FakeKubeApi
 
 Obj = dict[str, Any]
+_last_event_stamp = 0
+
+
+def _event_name(regarding: str) -> str:
+    """`<object>.<hex nanoseconds>` as upstream's recorder names Events: they sort by
+    time, so `kubectl describe` lists events of one second in the order they happened."""
+    global _last_event_stamp
+    _last_event_stamp = max(time.time_ns(), _last_event_stamp + 1)
+    return f"{regarding}.{_last_event_stamp:x}"
 
 
 class LocalClient:
-    def __init__(self, api: FakeKubeApi, *, manager: str) -> None:
+    def __init__(self, api: FakeKubeApi, *, manager: str, component: str | None = None) -> None:
+        """`manager`: the field manager of every write; `component`: the source of the
+        Events recorded (upstream's controllers share the manager `kube-controller-manager`
+        but report as `deployment-controller`, `job-controller`, ...); default `manager`."""
         self.api = api
         self.manager = manager
+        self.component = component or manager
 
     def rtype(self, group: str, plural: str) -> ResourceType:
         """The served type (KeyError when it is not served, e.g. a CRD not installed)."""
@@ -57,7 +72,7 @@ class LocalClient:
 
     def list(
         self, group: str, plural: str, namespace: str | None = None, selector: str | None = None
-    ) -> list[Obj]:
+    ) -> builtins.list[Obj]:
         """Objects of a type (in one namespace or all), filtered by a label selector."""
         if not self.served(group, plural):
             return []
@@ -65,7 +80,7 @@ class LocalClient:
         items = self.api.store.items(self.rtype(group, plural), namespace)
         return [copy.deepcopy(obj) for obj in items if matches(obj)]
 
-    def owned_by(self, owner: Obj, group: str, plural: str) -> list[Obj]:
+    def owned_by(self, owner: Obj, group: str, plural: str) -> builtins.list[Obj]:
         """The objects of a type whose controller ownerReference is `owner`."""
         uid = owner["metadata"]["uid"]
         namespace = owner["metadata"].get("namespace")
@@ -119,9 +134,18 @@ class LocalClient:
             return
         self.api.collector.delete(rtype, namespace, meta["name"], {"propagationPolicy": policy})
 
-    def event(self, regarding: Obj, reason: str, message: str, *, warning: bool = False) -> None:
+    def event(
+        self,
+        regarding: Obj,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        field_path: str | None = None,
+    ) -> None:
         """Record a core/v1 Event about an object, as a controller's EventRecorder does
-        (`kubectl describe` shows it); a repeat of the same reason and message counts up."""
+        (`kubectl describe` shows it); a repeat of the same reason and message counts up.
+        `field_path` names a part of the object (`spec.containers{web}`, the kubelet's)."""
         meta = regarding["metadata"]
         namespace = meta.get("namespace") or "default"
         kind = "Warning" if warning else "Normal"
@@ -141,7 +165,14 @@ class LocalClient:
             {
                 "apiVersion": "v1",
                 "kind": "Event",
-                "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
+                "metadata": {
+                    "namespace": namespace,
+                    **(
+                        {"name": _event_name(meta["name"])}
+                        if len(meta["name"]) <= 236  # room for "." and 16 hex digits
+                        else {"generateName": f"{meta['name'][:200]}."}
+                    ),
+                },
                 "involvedObject": {
                     "apiVersion": regarding.get("apiVersion"),
                     "kind": regarding.get("kind"),
@@ -149,6 +180,7 @@ class LocalClient:
                     "namespace": meta.get("namespace"),
                     "uid": meta.get("uid"),
                     "resourceVersion": meta.get("resourceVersion"),
+                    **({"fieldPath": field_path} if field_path else {}),
                 },
                 "reason": reason,
                 "message": message,
@@ -156,8 +188,8 @@ class LocalClient:
                 "count": 1,
                 "firstTimestamp": stamp,
                 "lastTimestamp": stamp,
-                "source": {"component": self.manager},
-                "reportingComponent": self.manager,
+                "source": {"component": self.component},
+                "reportingComponent": self.component,
             }
         )
 

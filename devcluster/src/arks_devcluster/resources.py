@@ -106,7 +106,7 @@ def _builtin(
 def builtin_types() -> list[ResourceType]:
     """The built-in types Arks, its manifests and kubectl touch."""
     return [
-        _builtin("", "pods", "Pod", short=("po",), categories=("all",)),
+        _builtin("", "pods", "Pod", short=("po",), categories=("all",), subresources=("log",)),
         _builtin("", "services", "Service", short=("svc",), categories=("all",)),
         _builtin("", "configmaps", "ConfigMap", status=False, short=("cm",)),
         _builtin("", "secrets", "Secret", status=False),

@@ -19,6 +19,7 @@ from arks_devcluster import events, listing, managed_fields, tables
 from arks_devcluster.apply import MEDIA as APPLY_MEDIA
 from arks_devcluster.bodies import apply_patch, delete_options, flag, read_body
 from arks_devcluster.errors import ApiError
+from arks_devcluster.kubelet.logs import pod_log_request
 from arks_devcluster.resources import ResourceType
 from arks_devcluster.selectors import field_matcher, label_matcher
 from arks_devcluster.subresources import apply_request, scale_request, token_request
@@ -127,6 +128,8 @@ async def handle(api: FakeKubeApi, request: Request) -> Response:
         return await scale_request(api, request, target)
     if sub == "token":
         return token_request(api, request, target)
+    if sub == "log":
+        return await pod_log_request(api, request, target)
     if method == "GET":
         found = store.current(rtype, ns, name)
         if sub is None and tables.wants_table(request.headers.get("accept", "")):

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from arks_devcluster import jsonpath
+from arks_devcluster.kubelet import printing
 from arks_devcluster.resources import ResourceType
 
 Obj = dict[str, Any]
@@ -75,6 +76,11 @@ def _cell(obj: Obj, column: Obj) -> Any:
 
 
 def table(rtype: ResourceType, items: list[Obj], resource_version: str) -> Obj:
+    builtin = None if rtype.custom else printing.printer(rtype.group, rtype.plural)
+    if builtin is not None:  # pods and nodes: computed columns, as upstream's printers
+        definitions, cells = [dict(_NAME), *builtin[0]], builtin[1]
+        rows = [_row(obj, [obj["metadata"]["name"], *cells(obj)]) for obj in items]
+        return _table(definitions, rows, resource_version)
     columns = _columns(rtype)
     definitions = [dict(_NAME)] + [
         {
@@ -87,16 +93,23 @@ def table(rtype: ResourceType, items: list[Obj], resource_version: str) -> Obj:
         for c in columns
     ]
     rows = [
-        {
-            "cells": [obj["metadata"]["name"], *(_cell(obj, c) for c in columns)],
-            "object": {
-                "kind": "PartialObjectMetadata",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": obj["metadata"],
-            },
-        }
-        for obj in items
+        _row(obj, [obj["metadata"]["name"], *(_cell(obj, c) for c in columns)]) for obj in items
     ]
+    return _table(definitions, rows, resource_version)
+
+
+def _row(obj: Obj, cells: list[Any]) -> Obj:
+    return {
+        "cells": cells,
+        "object": {
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj["metadata"],
+        },
+    }
+
+
+def _table(definitions: list[Obj], rows: list[Obj], resource_version: str) -> Obj:
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",

@@ -1,0 +1,181 @@
+"""The dev cluster as a user meets it: `arks cluster up`, then the real kubectl.
+
+`arks cluster up` starts the API server, controllers and kubelet in the background and
+writes `.arks/kubeconfig`; `kubectl create deployment` (a protobuf body) of the engine
+simulator's image gives Ready pods whose own loopback IPs answer `/v1/models`;
+`kubectl logs`, `rollout status`, `scale`, `delete` behave; `arks cluster down` stops
+everything, pods' processes included. The conformance test applies deploy/crds/ and every
+upstream sample of the spec's §1 with kubectl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from arks_devcluster.testing import Kubectl
+
+ROOT = Path(__file__).resolve().parents[1]
+SIM_IMAGE = "arks/engine-sim:dev"
+SIM_PORT = 8000  # the simulator's default, vLLM's
+
+
+def _arks(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "arks_cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+@pytest.fixture
+async def dev_cluster(tmp_path: Path) -> AsyncIterator[tuple[Path, Kubectl]]:
+    root = tmp_path / ".arks"
+    started = await asyncio.to_thread(_arks, "cluster", "up", "--port", "0", cwd=tmp_path)
+    assert started.returncode == 0, started.stderr + started.stdout
+    assert (root / "kubeconfig").is_file()
+    assert f"export KUBECONFIG={root / 'kubeconfig'}" in started.stdout
+    try:
+        yield root, Kubectl(root / "kubeconfig")
+    finally:
+        # (a test may have stopped it already: then `down` finds nothing to stop)
+        await asyncio.to_thread(_arks, "cluster", "down", cwd=tmp_path)
+
+
+async def _until(check, what: str):  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + 90.0
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.3)
+
+
+def _ready(pod: dict) -> bool:
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+async def test_kubectl_create_deployment_runs_engine_sim_pods(dev_cluster, tmp_path: Path) -> None:
+    _root, kubectl = dev_cluster
+    nodes = (await kubectl.check("get", "nodes", "-o", "json")).json()["items"]
+    assert nodes
+    assert all(
+        any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+        for n in nodes
+    )
+    status = await asyncio.to_thread(_arks, "cluster", "status", cwd=tmp_path)
+    assert status.returncode == 0
+    assert "runs at" in status.stdout
+
+    await kubectl.check("create", "deployment", "sim", f"--image={SIM_IMAGE}", "--replicas=3")
+    await kubectl.check("rollout", "status", "deployment/sim", "--timeout=120s")
+    pods = (await kubectl.check("get", "pods", "-l", "app=sim", "-o", "json")).json()["items"]
+    assert len(pods) == 3
+    assert all(_ready(p) for p in pods)
+    ips = {p["status"]["podIP"] for p in pods}
+    assert len(ips) == 3
+    assert all(ip.startswith("127.") and ip != "127.0.0.1" for ip in ips)
+    # Without a readiness probe a pod is Ready once its process starts (as upstream),
+    # a moment before the simulator listens.
+    async with httpx.AsyncClient(timeout=10) as http:
+
+        async def all_answer() -> bool:
+            for ip in ips:
+                try:
+                    answer = await http.get(f"http://{ip}:{SIM_PORT}/v1/models")
+                except httpx.TransportError:
+                    return False
+                assert answer.status_code == 200, ip
+                assert answer.json()["data"], ip
+            return True
+
+        await _until(all_answer, "every pod's simulator to answer on its own IP")
+    logs = await kubectl.check("logs", pods[0]["metadata"]["name"])
+    assert logs.out.strip(), "the simulator's own output is the pod's log"
+
+    deployment = (await kubectl.check("get", "deployment", "sim", "-o", "json")).json()
+    assert deployment["status"]["readyReplicas"] == 3
+    await kubectl.check("scale", "deployment/sim", "--replicas=1")
+
+    async def one_left() -> bool:
+        left = (await kubectl.check("get", "pods", "-l", "app=sim", "-o", "json")).json()
+        return len(left["items"]) == 1
+
+    await _until(one_left, "the deployment to scale down to one pod")
+    await kubectl.check("delete", "deployment", "sim")
+
+    async def all_gone() -> bool:
+        left = (await kubectl.check("get", "pods", "-l", "app=sim", "-o", "json")).json()
+        if left["items"]:
+            return False
+        async with httpx.AsyncClient(timeout=2) as http:
+            for ip in ips:
+                try:
+                    await http.get(f"http://{ip}:{SIM_PORT}/v1/models")
+                    return False
+                except httpx.TransportError:
+                    pass
+        return True
+
+    await _until(all_gone, "the pods and their processes to go")
+
+
+async def test_arks_resources_print_their_columns_and_down_stops_everything(
+    dev_cluster, tmp_path: Path
+) -> None:
+    root, kubectl = dev_cluster
+    await kubectl.check("apply", "-f", str(ROOT / "deploy" / "crds"))
+    await kubectl.check("apply", "-f", str(ROOT / "examples" / "quickstart" / "local.yaml"))
+    wide = await kubectl.check("get", "arkapp", "-o", "wide")
+    assert re.search(r"^NAME\s", wide.out, re.M)
+    await kubectl.check(
+        "apply", "--server-side", "-f", str(ROOT / "examples" / "quickstart" / "local.yaml")
+    )
+    described = await kubectl.check("describe", "arksendpoint")
+    assert "Name:" in described.out
+    record = json.loads((root / "cluster.json").read_text())
+    pid = record["process"]["pid"]
+    stopped = await asyncio.to_thread(_arks, "cluster", "down", cwd=tmp_path)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not (root / "kubeconfig").exists()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    again = await asyncio.to_thread(_arks, "cluster", "down", cwd=tmp_path)
+    assert again.returncode != 0
+    assert "no dev cluster" in again.stderr
+
+
+def _spec_samples(shared: Path) -> list[str]:
+    text = (shared / "reference" / "arks-upstream-spec.md").read_text()
+    section = text.split("\n## 1.", 1)[1].split("\n## 2.", 1)[0]
+    return [
+        block
+        for block in re.findall(r"```yaml\n(.*?)```", section, re.S)
+        if "apiVersion:" in block and "kind:" in block
+    ]
+
+
+async def test_upstream_samples_apply_with_kubectl(shared_reference: Path, dev_cluster) -> None:
+    _, kubectl = dev_cluster
+    await kubectl.check("apply", "-f", str(ROOT / "deploy" / "crds"))
+    samples = _spec_samples(shared_reference)
+    assert samples, "the spec's §1 has YAML examples"
+    for sample in samples:
+        await kubectl.check("apply", "-f", "-", stdin=sample)
+    quickstart = shared_reference / "upstream" / "arks" / "quickstart.yaml"
+    await kubectl.check("apply", "-f", str(quickstart))

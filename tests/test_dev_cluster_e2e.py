@@ -27,7 +27,7 @@ from arks_devcluster.testing import Kubectl
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM_IMAGE = "arks/engine-sim:dev"
-SIM_PORT = 8000  # the simulator's default, vLLM's
+SIM_PORT = 8080  # the engine-sim image's (ARKS_SIM_PORT in its Dockerfile)
 
 
 def _arks(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -47,7 +47,7 @@ async def test_engine_sim_pods_run_on_their_own_ips_and_stop_when_deleted(tmp_pa
                     name,
                     image=SIM,
                     args=["--host", "0.0.0.0", "--served-model-name", name],
-                    ports=[{"name": "http", "containerPort": 8000}],
+                    ports=[{"name": "http", "containerPort": 8080}],
                     readinessProbe=probe,
                 )
             )
@@ -68,7 +68,7 @@ async def test_engine_sim_pods_run_on_their_own_ips_and_stop_when_deleted(tmp_pa
             assert container["containerID"].startswith("sim://")
             assert container["image"] == "docker.io/arks/engine-sim:dev"
         async with httpx.AsyncClient(timeout=5) as http:
-            models = (await http.get(f"http://{a['podIP']}:8000/v1/models")).json()
+            models = (await http.get(f"http://{a['podIP']}:8080/v1/models")).json()
         assert models["data"][0]["id"] == "sim-a"
         reasons = [e["reason"] for e in events(api, "sim-a")]  # by name: by time
         assert reasons[:4] == ["Scheduled", "Pulled", "Created", "Started"]
@@ -76,14 +76,14 @@ async def test_engine_sim_pods_run_on_their_own_ips_and_stop_when_deleted(tmp_pa
 
         uid = current(api, "sim-a")["metadata"]["uid"]
         api.collector.delete(api.registry.resource("", "pods"), "default", "sim-a", {})
-        url = f"http://{a['podIP']}:8000/v1/models"
+        url = f"http://{a['podIP']}:8080/v1/models"
 
         async def stopped() -> bool:
             return uid not in kubelet.workers and not await _answers(url)
 
         await eventually(stopped, "sim-a's process to stop", 10)
         await eventually(lambda: len(kubelet.processes.live) == 1, "one process left", 10)
-        assert await _answers(f"http://{b['podIP']}:8000/v1/models")
+        assert await _answers(f"http://{b['podIP']}:8080/v1/models")
         assert kubelet.addresses.address_of(uid) is None
     assert not kubelet.processes.live
 

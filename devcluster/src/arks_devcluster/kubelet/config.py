@@ -13,7 +13,7 @@
         run:
           command: [arks-engine-sim] # the image's ENTRYPOINT, a local executable
           args: []                   # its CMD (default arguments)
-          env: {}                    # its ENV
+          env: {ARKS_SIM_PORT: "8080"}  # its ENV
           host_env: [ARKS_SIM_HOST]  # env variables set to the pod IP
           host_flag: [--host]        # flags whose value becomes the pod IP
       - image: vllm/vllm-openai
@@ -90,6 +90,8 @@ def default_config() -> ClusterConfig:
         ImageRule(
             "arks/engine-sim",
             command=("arks-engine-sim",),
+            # the image's ENV (services/engine-sim/Dockerfile): upstream's engine port
+            env={"ARKS_SIM_PORT": "8080"},
             host_env=("ARKS_SIM_HOST",),
             host_flag=("--host",),
         ),

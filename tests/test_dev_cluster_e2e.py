@@ -4,7 +4,8 @@
 writes `.arks/kubeconfig`; `kubectl create deployment` (a protobuf body) of the engine
 simulator's image gives Ready pods whose own loopback IPs answer `/v1/models`;
 `kubectl logs`, `rollout status`, `scale`, `delete` behave; `arks cluster down` stops
-everything, pods' processes included. The conformance test applies deploy/crds/ and every
+everything, pods' processes included. A download Job of the model-cache image fills a
+claim from a fake Hub, and engine pods mounting it serve that model. The conformance test applies deploy/crds/ and every
 upstream sample of the spec's §1 with kubectl.
 """
 
@@ -179,3 +180,86 @@ async def test_upstream_samples_apply_with_kubectl(shared_reference: Path, dev_c
         await kubectl.check("apply", "-f", "-", stdin=sample)
     quickstart = shared_reference / "upstream" / "arks" / "quickstart.yaml"
     await kubectl.check("apply", "-f", str(quickstart))
+
+
+DOWNLOAD = """
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: models}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: download-tiny}
+spec:
+  backoffLimit: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: download
+          image: arks/model-cache:dev
+          args: [download, org/tiny, --endpoint, "HUB", --cache-root, /models/cache,
+                 --local-dir, /models/org-tiny]
+          env: [{name: HF_HOME, value: /models/hf-home}]
+          volumeMounts: [{name: models, mountPath: /models}]
+      volumes: [{name: models, persistentVolumeClaim: {claimName: models}}]
+"""
+SERVE = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: tiny}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: tiny}}
+  template:
+    metadata: {labels: {app: tiny}}
+    spec:
+      containers:
+        - name: engine
+          image: arks/engine-sim:dev
+          args: [--model, /models/org-tiny, --served-model-name, tiny]
+          ports: [{name: http, containerPort: 8080}]
+          readinessProbe: {httpGet: {path: /v1/models, port: http}, periodSeconds: 1}
+          volumeMounts: [{name: models, mountPath: /models, readOnly: true}]
+      volumes: [{name: models, persistentVolumeClaim: {claimName: models}}]
+"""
+
+
+async def test_a_download_job_fills_a_claim_that_engine_pods_then_serve(tmp_path: Path) -> None:
+    """The model-cache image really downloads (from a fake Hub) into a claim; engine-sim
+    pods mounting that claim read the model's config and serve it."""
+    from arks_devcluster import FakeKubeApi, serve
+    from arks_devcluster.cluster import cluster_crds, running_workloads
+    from arks_devcluster.kubelet import default_config
+    from arks_model_cache.testing.fakehub import FakeHub
+
+    with FakeHub() as hub:
+        hub.add_repo("org/tiny").commit(
+            {"config.json": json.dumps({"max_position_embeddings": 4096}), "w.bin": b"\1" * 4096}
+        )
+        async with (
+            serve(FakeKubeApi(crds=cluster_crds())) as (api, url),
+            running_workloads(api, default_config(), tmp_path / "cluster"),
+        ):
+            kubectl = Kubectl.for_server(tmp_path, url, "token")
+            await kubectl.check("apply", "-f", "-", stdin=DOWNLOAD.replace("HUB", hub.url))
+            await kubectl.check(
+                "wait", "--for=condition=complete", "job/download-tiny", "--timeout=90s"
+            )
+            # (the engines start once the model is there, as Arks orders it)
+            await kubectl.check("apply", "-f", "-", stdin=SERVE)
+            claim = tmp_path / "cluster" / "volumes" / "default" / "models"
+            assert json.loads((claim / "org-tiny" / "config.json").read_text()) == {
+                "max_position_embeddings": 4096
+            }
+            await kubectl.check("rollout", "status", "deployment/tiny", "--timeout=90s")
+            pods = (await kubectl.check("get", "pods", "-l", "app=tiny", "-o", "json")).json()
+            async with httpx.AsyncClient(timeout=10) as http:
+                for item in pods["items"]:
+                    ip = item["status"]["podIP"]
+                    models = (await http.get(f"http://{ip}:8080/v1/models")).json()
+                    assert [m["id"] for m in models["data"]] == ["tiny"]
+                    assert models["data"][0]["max_model_len"] == 4096, "read from the claim"

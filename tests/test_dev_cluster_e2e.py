@@ -5,8 +5,8 @@ writes `.arks/kubeconfig`; `kubectl create deployment` (a protobuf body) of the 
 simulator's image gives Ready pods whose own loopback IPs answer `/v1/models`;
 `kubectl logs`, `rollout status`, `scale`, `delete` behave; `arks cluster down` stops
 everything, pods' processes included. A download Job of the model-cache image fills a
-claim from a fake Hub, and engine pods mounting it serve that model. The conformance test applies deploy/crds/ and every
-upstream sample of the spec's §1 with kubectl.
+claim from a fake Hub, and engine pods mounting it serve that model. The conformance
+test applies deploy/crds/ and every upstream sample of the spec's §1 with kubectl.
 """
 
 from __future__ import annotations

@@ -23,11 +23,20 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import yaml
 
 from arks_devcluster.testing import Kubectl
 
 ROOT = Path(__file__).resolve().parents[1]
-SIM_IMAGE = "arks/engine-sim:dev"
+
+
+def _image_named_in_deploy(name: str) -> str:
+    kustomization = yaml.safe_load((ROOT / "deploy" / "kustomization.yaml").read_text())
+    (entry,) = [i for i in kustomization["images"] if i["name"] == name]
+    return f"{entry.get('newName', name)}:{entry['newTag']}"
+
+
+SIM_IMAGE = _image_named_in_deploy("arks/engine-sim")
 SIM_PORT = 8080  # the engine-sim image's (ARKS_SIM_PORT in its Dockerfile)
 
 

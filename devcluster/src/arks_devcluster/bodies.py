@@ -81,6 +81,17 @@ def apply_patch(rtype: ResourceType, current: Obj, content_type: str, raw: bytes
     )
 
 
+def dry_run(request: Request) -> bool:
+    """`dryRun=All`: the write is checked and answered but not stored (400 for others)."""
+    values = request.query_params.getlist("dryRun")
+    for value in values:
+        if value != "All":
+            raise ApiError(
+                400, "BadRequest", f'Invalid dry run value: "{value}": supported values: "All"'
+            )
+    return bool(values)
+
+
 async def delete_options(request: Request) -> Obj:
     """DeleteOptions from the body (if any) and the query (which wins, as upstream)."""
     raw = await request.body()

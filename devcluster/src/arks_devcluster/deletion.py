@@ -24,7 +24,7 @@ from typing import Any
 
 from arks_devcluster.errors import ApiError, qualified
 from arks_devcluster.resources import ResourceType
-from arks_devcluster.store import Event, Store
+from arks_devcluster.store import Event, Store, now
 
 Obj = dict[str, Any]
 FOREGROUND = "foregroundDeletion"
@@ -55,7 +55,17 @@ class Collector:
         self.store = store
         store.observers.append(self._on_change)
 
-    def delete(self, rtype: ResourceType, namespace: str, name: str, options: Obj) -> Obj:
+    def delete(
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        name: str,
+        options: Obj,
+        *,
+        dry_run: bool = False,
+    ) -> Obj:
+        """Delete with `options` (preconditions, propagationPolicy); `dry_run`: checked and
+        answered with the object as the delete would leave it, nothing changed."""
         store = self.store
         current = store.current(rtype, namespace, name)
         _precondition(rtype, current, options)
@@ -67,6 +77,11 @@ class Collector:
                 f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported '
                 f'value: "{policy}": supported values: "Foreground", "Background", "Orphan"',
             )
+        if dry_run:
+            answer = copy.deepcopy(current)
+            if answer["metadata"].get("finalizers") or policy == "Foreground":
+                answer["metadata"].setdefault("deletionTimestamp", now())
+            return answer
         uid = current["metadata"]["uid"]
         if policy == "Orphan":
             self._orphan(uid)

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from arks_devcluster import events, listing, managed_fields, tables
 from arks_devcluster.apply import MEDIA as APPLY_MEDIA
-from arks_devcluster.bodies import apply_patch, delete_options, flag, read_body
+from arks_devcluster.bodies import apply_patch, delete_options, dry_run, flag, read_body
 from arks_devcluster.errors import ApiError
 from arks_devcluster.kubelet.logs import pod_log_request
 from arks_devcluster.resources import ResourceType
@@ -86,11 +86,13 @@ async def handle(api: FakeKubeApi, request: Request) -> Response:
     store = api.store
     strict = query.get("fieldValidation") == "Strict"
     manager = managed_fields.manager_of(request)
+    dry = dry_run(request)
     options: Any = {
         "status": sub == "status",
         "strict": strict,
         "manager": manager,
         "api_version": target.api_version,
+        "dry_run": dry,
     }
     if name is None:
         if method == "GET":
@@ -103,16 +105,17 @@ async def handle(api: FakeKubeApi, request: Request) -> Response:
             managed_fields.track_update(
                 None, body, rtype.schema, manager, target.api_version, status=False
             )
-            created = store.create(rtype, ns, body, keep_status=False)
+            created = store.create(rtype, ns, body, keep_status=False, dry_run=dry)
             return JSONResponse(in_version(created, target), 201)
         if method == "DELETE":
             options = await delete_options(request)
+            dry = dry or options.get("dryRun") == ["All"]
             matches = _matcher(request, rtype)
             gone = []
             for obj in [o for o in store.items(rtype, target.namespace) if matches(o)]:
                 meta = obj["metadata"]
                 deleted = api.collector.delete(
-                    rtype, meta.get("namespace", ""), meta["name"], options
+                    rtype, meta.get("namespace", ""), meta["name"], options, dry_run=dry
                 )
                 gone.append(in_version(deleted, target))
             return JSONResponse(
@@ -144,13 +147,14 @@ async def handle(api: FakeKubeApi, request: Request) -> Response:
     if method == "PATCH":
         content_type = request.headers.get("content-type", "")
         if content_type.split(";")[0].strip() == APPLY_MEDIA:
-            return await apply_request(api, request, target, manager, strict)
+            return await apply_request(api, request, target, manager, strict, dry_run=dry)
         current = in_version(store.current(rtype, ns, name), target)
         patched = stored(apply_patch(rtype, current, content_type, await request.body()), target)
         written = write(api, rtype, ns, name, patched, **options)
         return JSONResponse(in_version(written, target))
     if method == "DELETE":
         options = await delete_options(request)
-        deleted = api.collector.delete(rtype, ns, name, options)
+        dry = dry or options.get("dryRun") == ["All"]  # DeleteOptions may carry it too
+        deleted = api.collector.delete(rtype, ns, name, options, dry_run=dry)
         return JSONResponse(in_version(deleted, target))
     raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed")

@@ -116,7 +116,16 @@ class Store:
             observer(event)
 
     # ------------------------------------------------------------------ writes
-    def create(self, rtype: ResourceType, namespace: str, body: Obj, *, keep_status: bool) -> Obj:
+    def create(
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        body: Obj,
+        *,
+        keep_status: bool,
+        dry_run: bool = False,
+    ) -> Obj:
+        """Store a new object; `dry_run`: every check and default, nothing stored."""
         meta = body.setdefault("metadata", {})
         if not meta.get("name"):
             prefix = meta.get("generateName")
@@ -148,18 +157,28 @@ class Store:
             uid=str(uuid.uuid4()),
             creationTimestamp=now(),
             generation=1,
-            resourceVersion=str(self.next_rv()),
+            resourceVersion=str(self.rv if dry_run else self.next_rv()),
         )
         meta.pop("deletionTimestamp", None)
         if rtype.status_subresource and not keep_status:
             body.pop("status", None)
+        if dry_run:
+            return body
         self._objects[key] = body
         self._record("ADDED", rtype, body)
         return body
 
     def update(
-        self, rtype: ResourceType, namespace: str, name: str, new: Obj, *, status_only: bool
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        name: str,
+        new: Obj,
+        *,
+        status_only: bool,
+        dry_run: bool = False,
     ) -> Obj:
+        """Replace an object (or its status); `dry_run`: the result, nothing stored."""
         current = self.current(rtype, namespace, name)
         wanted = str(new.get("metadata", {}).get("resourceVersion") or "")
         if wanted and wanted != current["metadata"]["resourceVersion"]:
@@ -194,8 +213,8 @@ class Store:
             if spec_of(updated) != spec_of(current):
                 meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
         updated["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        if updated == current:
-            return current  # a no-op write does not bump the resourceVersion
+        if updated == current or dry_run:
+            return current if updated == current else updated  # no-op: the version stays
         updated["metadata"]["resourceVersion"] = str(self.next_rv())
         meta = updated["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):

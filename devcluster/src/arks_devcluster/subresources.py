@@ -52,7 +52,13 @@ async def scale_request(api: FakeKubeApi, request: Request, target: Target) -> R
 
 
 async def apply_request(
-    api: FakeKubeApi, request: Request, target: Target, manager: str, strict: bool
+    api: FakeKubeApi,
+    request: Request,
+    target: Target,
+    manager: str,
+    strict: bool,
+    *,
+    dry_run: bool = False,
 ) -> Response:
     """Server-side apply (see `apply`): update, or create when the object is missing."""
     rtype, ns, name = target.rtype, target.ns, target.name or ""
@@ -83,7 +89,7 @@ async def apply_request(
             raise not_found(rtype.group, rtype.plural, name)
         merged.setdefault("metadata", {})["name"] = name
         api.admit(rtype, merged, None, strict=strict)
-        created = api.store.create(rtype, ns, merged, keep_status=False)
+        created = api.store.create(rtype, ns, merged, keep_status=False, dry_run=dry_run)
         return JSONResponse(in_version(created, target), 201)
     written = write(
         api,
@@ -96,6 +102,7 @@ async def apply_request(
         manager=manager,
         api_version=target.api_version,
         applied=True,
+        dry_run=dry_run,
     )
     return JSONResponse(in_version(written, target))
 

@@ -32,10 +32,12 @@ def write(
     manager: str,
     api_version: str,
     applied: bool = False,
+    dry_run: bool = False,
 ) -> Obj:
     """Update an object (or only its status), admitting the object as it will be stored:
     a status write keeps the stored spec, a main-path write keeps the stored status.
-    managedFields: an update is tracked here; an apply (`applied`) brings its own."""
+    managedFields: an update is tracked here; an apply (`applied`) brings its own.
+    `dry_run`: admitted and answered, not stored."""
     current = api.store.current(rtype, ns, name)
     candidate = copy.deepcopy(current if status else new)
     if status:
@@ -54,4 +56,4 @@ def write(
         managed_fields.track_update(
             current, candidate, rtype.schema, manager, api_version, status=status
         )
-    return api.store.update(rtype, ns, name, candidate, status_only=status)
+    return api.store.update(rtype, ns, name, candidate, status_only=status, dry_run=dry_run)

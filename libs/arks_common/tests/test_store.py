@@ -103,6 +103,20 @@ async def test_finalizers_defer_deletion(bus: messaging.Bus) -> None:
     assert not await store.delete("ArksQuota", "default", "basic-quota")
 
 
+async def test_a_purge_at_a_stale_version_is_a_conflict_not_an_error(
+    bus: messaging.Bus,
+) -> None:
+    # The last finalizer's removal purges with an expected sequence: when the object
+    # changed meanwhile, the store reads again (no NATS error reaches its callers).
+    store = ResourceStore(bus)
+    created = await store.create(QUOTA)
+    stale = int(created["metadata"]["resourceVersion"])
+    await store.update_status("ArksQuota", "default", "basic-quota", lambda s: {"n": 1})
+    ref = ObjectRef("ArksQuota", "default", "basic-quota")
+    assert not await store._delete_at(ref, stale)
+    assert await store.get("ArksQuota", "default", "basic-quota") is not None
+
+
 async def test_list_and_watch(bus: messaging.Bus) -> None:
     store = ResourceStore(bus)
     await store.create(QUOTA)

@@ -310,7 +310,9 @@ class ResourceStore:
                 return await self._cas(ref, body, version)
             except ConflictError:
                 continue
-        raise ConflictError(f"finalizers of {kind} {namespace}/{name} keep changing; retry")
+        raise ConflictError(
+            f"finalizers of {kind} {namespace}/{name} keep changing; retry", delay=0.1
+        )
 
     async def _delete_at(self, ref: ObjectRef, version: int) -> bool:
         """Purge if still at `version` (the key and every revision of it); False when it
@@ -344,7 +346,11 @@ class ResourceStore:
         try:
             ack = await self.bus.js.publish(subject, data, headers=headers)
         except nats.js.errors.APIError as exc:
-            if exc.err_code in (10071, 10164):  # wrong last sequence: it changed
+            # "wrong last sequence" (10071, 10164; nats-py may raise it as a plain 400
+            # BadRequestError, e.g. for a purge): the key changed since it was read.
+            if exc.err_code in (10071, 10164) or "wrong last sequence" in str(
+                exc.description or ""
+            ):
                 raise ConflictError(f"{ref.kind} {ref.namespace}/{ref.name} changed") from exc
             raise
         except (nats.errors.Error, OSError) as exc:

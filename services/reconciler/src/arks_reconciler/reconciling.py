@@ -31,8 +31,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import nats.js.errors
-
 from arks_common import resources, subjects
 from arks_common.errors import RetryableError
 from arks_common.messaging import Bus
@@ -249,14 +247,8 @@ class Reconciler:
             return
         ref = ref_of(resource)
         rest = [f for f in resource.metadata.finalizers if f != name]
-        try:
-            await self.platform.resources.set_finalizers(ref.kind, ref.namespace, ref.name, rest)
-        except nats.js.errors.BadRequestError as exc:
-            # The store's final delete is a compare-and-set whose conflict nats-py reports
-            # as a 400 "wrong last sequence" (not as KeyWrongLastSequenceError): retry.
-            raise RetryableError(
-                f"{ref.kind} {ref.name} changed while finalizing", delay=0.1
-            ) from exc
+        # A store that keeps changing raises its ConflictError (retryable): queued again.
+        await self.platform.resources.set_finalizers(ref.kind, ref.namespace, ref.name, rest)
 
     # ------------------------------------------------------------------ models
     async def _model(self, model: resources.ArksModel, raw: Obj) -> None:

@@ -131,6 +131,7 @@ async def test_list_and_watch(bus: messaging.Bus) -> None:
     try:
         snapshot = await anext(updates)
         assert isinstance(snapshot, StoreSnapshot)
+        assert snapshot.kinds == {"ArksQuota"}
         assert set(snapshot.objects) == {
             ObjectRef("ArksQuota", "default", "basic-quota"),
             ObjectRef("ArksQuota", "team-b", "q2"),

@@ -86,9 +86,11 @@ class ObjectRef:
 
 @dataclass(frozen=True)
 class StoreSnapshot:
-    """Every object of the watched kinds: replace your view."""
+    """Every object of `kinds`: replace your view of those kinds (and only those: a
+    watch that relists one kind, as a Kubernetes informer after 410 Gone, says so)."""
 
     objects: dict[ObjectRef, Obj]
+    kinds: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -401,7 +403,8 @@ class ResourceStore:
                         ObjectRef.from_key(key): _decode(value, update.revisions[key])
                         for key, value in update.entries.items()
                         if key.split(".", 1)[0] in plurals
-                    }
+                    },
+                    frozenset(wanted),
                 )
             elif isinstance(update, KvChange):
                 if update.key.split(".", 1)[0] not in plurals:

@@ -11,7 +11,7 @@ applications, and the endpoints of an application's namespace.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -58,12 +58,16 @@ class ResourceCache:
         except ResourceError as exc:
             return Entry(raw, None, exc)
 
-    def replace(self, objects: dict[ObjectRef, Obj]) -> set[ObjectRef]:
-        """Replace everything; returns every ref that exists now or existed before."""
-        before = set(self._entries)
-        self._entries = {ref: self._entry(raw) for ref, raw in objects.items()}
+    def replace(self, objects: dict[ObjectRef, Obj], kinds: Iterable[str]) -> set[ObjectRef]:
+        """Replace every object of `kinds` (others are kept); returns every ref of those
+        kinds that exists now or existed before."""
+        replaced = set(kinds)
+        before = {ref for ref in self._entries if ref.kind in replaced}
+        kept = {ref: e for ref, e in self._entries.items() if ref.kind not in replaced}
+        fresh = {ref: self._entry(raw) for ref, raw in objects.items() if ref.kind in replaced}
+        self._entries = {**kept, **fresh}
         self.synced = True
-        return before | set(self._entries)
+        return before | set(fresh)
 
     def put(self, ref: ObjectRef, raw: Obj | None) -> Entry | None:
         """Store a change; returns the previous entry."""

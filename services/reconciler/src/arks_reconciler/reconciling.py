@@ -112,7 +112,7 @@ class Reconciler:
     async def _watch(self, stop: asyncio.Event) -> None:
         async for update in self.platform.resources.watch(stop=stop):
             if isinstance(update, StoreSnapshot):
-                for ref in self.cache.replace(update.objects):
+                for ref in self.cache.replace(update.objects, update.kinds):
                     self.queue.add(ref)
                 self.queue.add(TOKENS_KEY)
                 self.queue.add(GC_KEY)

@@ -166,6 +166,18 @@ async def serve(name: str, settings: ServiceSettings, lifespan: Lifespan) -> Non
                 loop.remove_signal_handler(sig)
 
 
+async def until_set(event: asyncio.Event, stop: asyncio.Event) -> bool:
+    """Wait until `event` or `stop` is set; True when `event` is (even if both are)."""
+    if not event.is_set() and not stop.is_set():
+        waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+    return event.is_set()
+
+
 async def run_until_stopped(
     name: str,
     settings: ServiceSettings,

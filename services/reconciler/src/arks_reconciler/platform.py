@@ -14,6 +14,8 @@ HTTPRoute; a later issue). Everything here is shaped so the Kubernetes one fits:
   (a process exits, a pod turns ready) come back through `notify`, which enqueues the
   owning object.
 - Observations are plain values the core's pure status builders consume.
+- `leadership` says when this reconciler may act (`leading`): only the leader watches,
+  reconciles, publishes to KV and scrapes (see `leading`).
 
 Failure modes: an `ensure_*` raises `RetryableError` for transient trouble (the core
 requeues with backoff and keeps the last status), and reports permanent trouble (a
@@ -31,6 +33,7 @@ from typing import Protocol
 
 from arks_common import resources as arks
 from arks_common.store import Obj, ObjectRef, StatusMutation, StoreUpdate
+from arks_reconciler.leading import Leadership
 from arks_reconciler.plans import WorkloadPlan
 
 Notify = Callable[[ObjectRef], None]
@@ -130,6 +133,10 @@ class ResourceAccess(Protocol):
 
 class Platform(Protocol):
     name: str
+
+    @property
+    def leadership(self) -> Leadership:
+        """Whether this reconciler may act (see `leading`)."""
 
     @property
     def resources(self) -> ResourceAccess: ...

@@ -34,6 +34,7 @@ from typing import Any, Final
 from arks_common import resources, subjects
 from arks_common.errors import RetryableError
 from arks_common.messaging import Bus
+from arks_common.runtime import until_set
 from arks_common.store import Obj, ObjectRef, StoreChange, StoreSnapshot
 from arks_reconciler import plans, publications, statuses
 from arks_reconciler.caching import (
@@ -48,6 +49,7 @@ from arks_reconciler.caching import (
     deleting,
     ref_of,
 )
+from arks_reconciler.leading import LeadershipLost
 from arks_reconciler.platform import ModelState, Platform, WorkloadObservation
 from arks_reconciler.publishing import KvMirror
 from arks_reconciler.queueing import SerialQueue
@@ -95,6 +97,20 @@ class Reconciler:
 
     # ------------------------------------------------------------------ running
     async def run(self, stop: asyncio.Event) -> None:
+        """Campaign for leadership; once leading, watch, reconcile and publish until
+        `stop`. Losing leadership raises `LeadershipLost` (the service exits 75)."""
+        leadership = self.platform.leadership
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(leadership.run(stop), name="reconciler:leadership")
+            if await until_set(leadership.leading, stop):
+                tg.create_task(self._lead(stop), name="reconciler:lead")
+                tg.create_task(self._keep_leading(stop), name="reconciler:keep-leading")
+
+    async def _keep_leading(self, stop: asyncio.Event) -> None:
+        if await until_set(self.platform.leadership.lost, stop):
+            raise LeadershipLost("this reconciler lost its leadership; another one acts now")
+
+    async def _lead(self, stop: asyncio.Event) -> None:
         for mirror in (self.routes, self.tokens, self.quotas):
             await mirror.load()
         async with asyncio.TaskGroup() as tg:

@@ -23,8 +23,9 @@ import httpx
 from arks_common import access
 from arks_common.errors import PermanentError
 from arks_common.messaging import Bus
-from arks_common.runtime import Service
+from arks_common.runtime import Service, until_set
 from arks_common.store import ResourceStore
+from arks_reconciler.leading import Leadership
 from arks_reconciler.local.platform import LocalPlatform
 from arks_reconciler.metrics import ReconcilerCollector
 from arks_reconciler.platform import Platform
@@ -47,15 +48,15 @@ def build_platform(
 
 
 async def _mark_ready(service: Service, reconciler: Reconciler) -> None:
-    waiter = asyncio.ensure_future(reconciler.synced.wait())
-    stopper = asyncio.ensure_future(service.stop.wait())
-    try:
-        await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-        stopper.cancel()
-    if reconciler.synced.is_set():
+    if await until_set(reconciler.synced, service.stop):
         service.health.set("synced", True)
+
+
+async def _scrape_while_leading(
+    leadership: Leadership, scraper: LoadScraper, stop: asyncio.Event
+) -> None:
+    if await until_set(leadership.leading, stop):
+        await scraper.run(stop)
 
 
 @contextlib.asynccontextmanager
@@ -81,7 +82,9 @@ async def lifespan(service: Service) -> AsyncIterator[None]:
                     interval=settings.scrape.interval,
                     timeout=settings.scrape.timeout,
                 )
-                service.spawn("scrape", scraper.run(service.stop))
+                service.spawn(
+                    "scrape", _scrape_while_leading(platform.leadership, scraper, service.stop)
+                )
             log.info("reconciling on the %s platform", platform.name)
             yield None
     finally:

@@ -29,6 +29,7 @@ from arks_common import resources as arks
 from arks_common.messaging import Bus
 from arks_common.store import ObjectRef, ResourceStore
 from arks_reconciler import commands, plans
+from arks_reconciler.leading import SoleLeader
 from arks_reconciler.local.engines import Engines
 from arks_reconciler.local.leasing import Leases, app_holder, model_holders
 from arks_reconciler.local.models import ModelCacheClient
@@ -66,6 +67,7 @@ class LocalPlatform:
         self.supervisor = Supervisor(settings, ReplicaRegistry(bus), self.engines, client)
         self.models = ModelCacheClient(bus)
         self.leases = Leases(settings.cache_root)
+        self.leadership = SoleLeader()
         self._problems: dict[ObjectRef, Problem] = {}
         self._entry_roles: dict[ObjectRef, str] = {}
 

@@ -13,7 +13,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from arks_common.settings import ServiceSettings
+from arks_common.settings import KubernetesSettings, ServiceSettings
 
 PlatformName = Literal["local", "kubernetes"]
 
@@ -111,8 +111,71 @@ class LocalSettings(BaseModel):
         return self.model_cache_root or self.models_root
 
 
+Driver = Literal["lws", "rbg", "deployment"]
+
+
+class KubeImages(BaseModel):
+    """Images of what the Kubernetes platform runs when an object names none."""
+
+    vllm: str = Field("vllm/vllm-openai:v0.8.2", description="vLLM (upstream's default).")
+    sglang: str = Field("lmsysorg/sglang:v0.4.5-cu124", description="SGLang (upstream's).")
+    dynamo: str = Field("scitixai/k8s/dynamo:vllm", description="Dynamo (upstream's).")
+    sim: str = Field("arks/engine-sim:dev", description="The engine simulator.")
+    sglang_router: str = Field(
+        "lmsysorg/sglang:v0.4.5-cu124",
+        description="sglang_router of disaggregated applications without routerImage.",
+    )
+    model_cache: str = Field(
+        "arks/model-cache:dev", description="Model download Jobs (`arks-model-cache download`)."
+    )
+
+    def runtime(self, runtime: str) -> str:
+        return str(getattr(self, runtime))
+
+
+class LeaseSettings(BaseModel):
+    """Leader election on a coordination.k8s.io/v1 Lease."""
+
+    name: str = Field("arks-reconciler", description="Name of the Lease.")
+    namespace: str | None = Field(
+        None,
+        description="Namespace of the Lease; the pod's own (POD_NAMESPACE or the service "
+        "account's) when unset, else `default`.",
+    )
+    duration: float = Field(15.0, gt=0, description="Seconds a lease holds without renewal.")
+    renew_deadline: float = Field(
+        10.0, gt=0, description="Seconds the leader keeps trying to renew before it gives up."
+    )
+    retry_period: float = Field(2.0, gt=0, description="Seconds between attempts and renewals.")
+    identity: str | None = Field(None, description="Holder identity; hostname_pid when unset.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if not self.retry_period < self.renew_deadline < self.duration:
+            raise ValueError("lease: need retry_period < renew_deadline < duration")
+        return self
+
+
+class KubernetesPlatformSettings(KubernetesSettings):
+    """The Kubernetes platform: how to reach the API and what to render."""
+
+    driver: Driver = Field(
+        "lws", description="Workload kind of new applications: lws, rbg or deployment."
+    )
+    namespace: str | None = Field(
+        None, description="Watch and reconcile this namespace only (unset: all namespaces)."
+    )
+    images: KubeImages = KubeImages()
+    lease: LeaseSettings = LeaseSettings()
+    page_size: int = Field(500, ge=1, description="Objects per page when listing.")
+    watch_timeout: int = Field(
+        300, ge=1, description="Seconds a watch request lasts before it is renewed."
+    )
+
+
 class ReconcilerSettings(ServiceSettings):
     platform: PlatformName = Field("local", description="Where workloads run.")
     queue: QueueSettings = QueueSettings()
     scrape: ScrapeSettings = ScrapeSettings()
     local: LocalSettings = LocalSettings()
+    kubernetes: KubernetesPlatformSettings = KubernetesPlatformSettings()

@@ -18,16 +18,15 @@ that it is transient; the status loop logs it and writes again at its next pass.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config.config_exception import ConfigException
 
 from arks_accountant.status import QuotaStatusReport, merge_status
-from arks_common.errors import PermanentError, RetryableError
+from arks_common import kubeapi
+from arks_common.errors import RetryableError
 from arks_common.resources import GROUP, PLURALS, VERSION
 from arks_common.settings import KubernetesSettings
 
@@ -39,28 +38,8 @@ _CONFLICT_ATTEMPTS = 10
 
 
 async def api_client(settings: KubernetesSettings) -> client.ApiClient:
-    """An API client as `settings` says: a plain URL, the in-cluster service account,
-    or a kubeconfig."""
-    configuration = client.Configuration()
-    try:
-        if settings.api_url:
-            configuration.host = settings.api_url
-        elif settings.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            await config.load_kube_config(
-                config_file=settings.kubeconfig,
-                context=settings.context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
-    except (ConfigException, OSError) as exc:
-        raise PermanentError(
-            f"no usable Kubernetes configuration ({exc}): run in a pod with a service "
-            "account, or set ARKS_KUBERNETES__KUBECONFIG (and __CONTEXT) or "
-            "ARKS_KUBERNETES__API_URL; or choose another ARKS_STATUS__WRITER"
-        ) from exc
-    return client.ApiClient(configuration)
+    """An API client as `settings` says (`arks_common.kubeapi.api_client`)."""
+    return await kubeapi.api_client(settings, otherwise="or choose another ARKS_STATUS__WRITER")
 
 
 class KubernetesStatusWriter:

@@ -103,7 +103,8 @@ async def test_a_410_relists_and_reports_what_changed_meanwhile(cluster) -> None
     await _until(lambda: informer.get("default", "late"), "the new object")
     await _until(lambda: informer.get("default", "removed") is None, "the deletion")
     assert informer.relists >= 1
-    assert ("ADDED", "late") in seen and ("DELETED", "removed") in seen
+    assert ("ADDED", "late") in seen
+    assert ("DELETED", "removed") in seen
     # An HTTP 410 on the watch request relists too.
     api.fail_next(410, method="GET")
     await _until(lambda: informer.relists >= 2, "a second relist")
@@ -117,7 +118,8 @@ async def test_a_kind_whose_crd_is_missing_is_unavailable_not_a_crash(cluster) -
     stop = asyncio.Event()
     task = asyncio.create_task(informer.run(stop))
     await asyncio.wait_for(informer.synced.wait(), 10)
-    assert informer.available is False and informer.objects == {}
+    assert informer.available is False
+    assert informer.objects == {}
     stop.set()
     await task
 
@@ -150,13 +152,15 @@ async def test_custom_objects_snapshot_then_changes_and_writes(cluster) -> None:
     await _until(lambda: objects.cached(ref.kind, ref.namespace, ref.name), "the cache")
 
     written = await objects.set_finalizers(ref.kind, ref.namespace, ref.name, ["a/b"])
-    assert written is not None and written["metadata"]["finalizers"] == ["a/b"]
+    assert written is not None
+    assert written["metadata"]["finalizers"] == ["a/b"]
 
     def mutate(status: dict) -> dict:
         return {**status, "phase": "Running"}
 
     after = await objects.update_status(ref.kind, ref.namespace, ref.name, mutate)
-    assert after is not None and after["status"]["phase"] == "Running"
+    assert after is not None
+    assert after["status"]["phase"] == "Running"
     stored = api.get("arks.ai/v1", "arksapplications", "default", "app-qwen")
     assert stored["status"]["phase"] == "Running"
     assert stored["metadata"]["finalizers"] == ["a/b"]
@@ -166,7 +170,8 @@ async def test_custom_objects_snapshot_then_changes_and_writes(cluster) -> None:
     again = await objects.update_status(
         ref.kind, ref.namespace, ref.name, lambda s: {**s, "phase": "Creating"}
     )
-    assert again is not None and again["status"]["phase"] == "Creating"
+    assert again is not None
+    assert again["status"]["phase"] == "Creating"
     api.fail_next(409, count=20, method="PATCH")
     with pytest.raises(ConflictError):
         await objects.set_finalizers(ref.kind, ref.namespace, ref.name, [])

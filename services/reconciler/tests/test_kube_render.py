@@ -769,3 +769,53 @@ def test_route_matches_carry_model_and_namespace_headers_and_one_backend() -> No
     (same,) = http_route(make_endpoint(matchConfigs=[]), router_service=(NS, "r", 80), uid="e")
     assert same["spec"]["rules"][0]["matches"] == [{"headers": ours}]
     assert "namespace" not in same["spec"]["rules"][0]["backendRefs"][0]
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        pytest.param(app_plan("vllm", 2, instanceSpec=RICH_INSTANCE), id="vllm"),
+        pytest.param(pd_plan(podGroupPolicy=None), id="pd"),
+    ],
+)
+def test_rbg_leader_patch_gives_the_lws_leader_template(plan: plans.WorkloadPlan) -> None:
+    # The RBG controller strategic-merges patchLeaderTemplate onto the role template; the
+    # result must be the leader template the lws driver renders (the dev cluster's merge).
+    from arks_devcluster.strategic import strategic_merge
+
+    (rbg,) = _by_kind(workload_objects(plan, driver="rbg", images=IMAGES), "RoleBasedGroup")
+    lws_objects = _by_kind(workload_objects(plan, driver="lws", images=IMAGES), "LeaderWorkerSet")
+    checked = 0
+    for role, lws in zip(
+        [r for r in rbg["spec"]["roles"] if r["name"] != "router"], lws_objects, strict=True
+    ):
+        lwt = lws["spec"]["leaderWorkerTemplate"]
+        if "leaderTemplate" not in lwt:
+            assert role["template"] == lwt["workerTemplate"]
+            continue
+        patch = role["leaderWorkerSet"]["patchLeaderTemplate"]
+        assert strategic_merge(role["template"], patch) == lwt["leaderTemplate"]
+        assert role["template"] == lwt["workerTemplate"]
+        checked += 1
+    assert checked == 1
+
+
+def test_leader_patch_deletes_what_only_the_worker_has() -> None:
+    from arks_devcluster.strategic import strategic_merge
+
+    plan = pd_plan(
+        prefill={
+            "size": 2,
+            "workerCommandOverride": ["/w"],
+            "instanceSpec": {"env": [{"name": "A", "value": "1"}]},
+        }
+    )
+    (rbg,) = _by_kind(workload_objects(plan, driver="rbg", images=IMAGES), "RoleBasedGroup")
+    prefill = rbg["spec"]["roles"][1]
+    worker = prefill["template"]["spec"]["containers"][0]
+    assert worker["command"] == ["/w"]
+    assert [e["name"] for e in worker["env"]] == ["LWS_WORKER_INDEX", "A", "ARKS_WORKER_COMMAND"]
+    leader = strategic_merge(prefill["template"], prefill["leaderWorkerSet"]["patchLeaderTemplate"])
+    engine = leader["spec"]["containers"][0]
+    assert [e["name"] for e in engine["env"]] == ["LWS_WORKER_INDEX", "A"]
+    assert "--disaggregation-mode prefill" in engine["command"][2]

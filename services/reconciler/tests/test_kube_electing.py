@@ -17,6 +17,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from arks_common import messaging
+from arks_common.store import ResourceStore
 from arks_devcluster import FakeKubeApi, serve
 from arks_reconciler.kube.electing import (
     LeaseElector,
@@ -26,8 +27,8 @@ from arks_reconciler.kube.electing import (
     parse_time,
 )
 from arks_reconciler.leading import LeadershipLost
+from arks_reconciler.local.platform import LocalPlatform
 from arks_reconciler.reconciling import Reconciler
-from arks_reconciler.service import build_platform
 from arks_reconciler.settings import LeaseSettings
 from arks_reconciler.testing import make_settings
 
@@ -362,7 +363,7 @@ async def test_the_reconciler_acts_only_while_its_elector_leads(
     )
     settings = make_settings(nats_server.url, data_dir, stop_on_exit=True)
     async with httpx.AsyncClient() as http:
-        platform = build_platform(settings, bus, http)
+        platform = LocalPlatform(settings.local, bus, ResourceStore(bus), http)
         candidate = elector(c, "reconciler-0")
         platform.leadership = candidate  # type: ignore[assignment]
         watched: list[bool] = []

@@ -13,8 +13,8 @@ import pytest
 from arks_common import messaging
 from arks_common.store import ResourceStore
 from arks_reconciler.leading import LeadershipLost, SoleLeader
+from arks_reconciler.local.platform import LocalPlatform
 from arks_reconciler.reconciling import Reconciler
-from arks_reconciler.service import build_platform
 from arks_reconciler.testing import make_settings
 
 QUOTA = {
@@ -44,7 +44,7 @@ async def test_only_the_leader_reconciles_and_a_lost_lead_stops_it(
     settings = make_settings(nats_server.url, data_dir, stop_on_exit=True)
     await ResourceStore(bus).create(QUOTA)
     async with httpx.AsyncClient() as client:
-        platform = build_platform(settings, bus, client)
+        platform = LocalPlatform(settings.local, bus, ResourceStore(bus), client)
         candidate = Candidate()
         platform.leadership = candidate  # type: ignore[assignment]
         watched: list[bool] = []

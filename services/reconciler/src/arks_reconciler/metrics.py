@@ -7,6 +7,7 @@ events, and every application's replicas by state with their restarts.
 | metric | type | labels |
 |---|---|---|
 | arks_reconciler_reconciles_total | counter | kind, result (ok, retry, error) |
+| arks_reconciler_reconcile_duration_seconds | histogram | kind |
 | arks_reconciler_queue_pending | gauge | |
 | arks_reconciler_kv_writes_total | counter | bucket |
 | arks_reconciler_status_events_total | counter | |
@@ -19,11 +20,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 
 from arks_reconciler.caching import APPLICATION_KINDS
 from arks_reconciler.platform import ReplicaState
-from arks_reconciler.reconciling import Reconciler
+from arks_reconciler.reconciling import DURATION_BUCKETS, Reconciler
 
 
 class ReconcilerCollector:
@@ -43,6 +48,19 @@ class ReconcilerCollector:
         for (kind, result), count in sorted(r.counts.items()):
             reconciles.add_metric([kind, result], count)
         yield reconciles
+        durations = HistogramMetricFamily(
+            "arks_reconciler_reconcile_duration_seconds",
+            "Seconds per reconcile, by kind (or key: tokens, gc).",
+            labels=["kind"],
+        )
+        for kind, row in sorted(r.durations.items()):
+            cumulative = 0.0
+            buckets: list[tuple[str, float]] = []
+            for bound, seen in zip((*DURATION_BUCKETS, float("inf")), row[:-1], strict=True):
+                cumulative += seen
+                buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
+            durations.add_metric([kind], buckets, row[-1])
+        yield durations
         yield GaugeMetricFamily(
             "arks_reconciler_queue_pending", "Keys waiting or running.", value=r.queue.pending()
         )

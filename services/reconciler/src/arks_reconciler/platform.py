@@ -33,6 +33,7 @@ from typing import Protocol
 
 from arks_common import resources as arks
 from arks_common.store import Obj, ObjectRef, StatusMutation, StoreUpdate
+from arks_reconciler import commands
 from arks_reconciler.leading import Leadership
 from arks_reconciler.plans import WorkloadPlan
 
@@ -144,6 +145,10 @@ class Platform(Protocol):
     async def start(self) -> None:
         """Recover state before the first reconcile (adopt what a previous run left)."""
 
+    def record_event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        """Tell the platform's own event log of a status change of `obj` (Kubernetes
+        Events; nothing on the local platform, whose NATS status events say it all)."""
+
     async def run(self, notify: Notify, stop: asyncio.Event) -> None:
         """Supervise workloads until `stop` is set; report changes through `notify`."""
 
@@ -180,3 +185,31 @@ class Platform(Protocol):
 
     async def delete_model(self, ref: ObjectRef) -> None:
         """Forget or clean up what `ensure_model` created; idempotent."""
+
+
+def argument_problems(
+    resource: arks.ArksApplication | arks.ArksDisaggregatedApplication,
+) -> list[Problem]:
+    """`runtimeCommonArgs` that do not split into arguments as a shell would (both
+    platforms pass them to a shell or split them the same way)."""
+    if isinstance(resource, arks.ArksApplication):
+        lists = [("spec.runtimeCommonArgs", resource.spec.runtime_common_args)]
+    else:
+        spec = resource.spec
+        lists = [
+            ("spec.prefill.runtimeCommonArgs", spec.prefill.runtime_common_args),
+            ("spec.decode.runtimeCommonArgs", spec.decode.runtime_common_args),
+        ]
+    problems: list[Problem] = []
+    for field, args in lists:
+        try:
+            commands.split_user_args(args)
+        except ValueError as exc:
+            problems.append(
+                Problem(
+                    "InvalidArguments",
+                    f"{field}: cannot be split into arguments as a shell would ({exc}): "
+                    "check the quotes",
+                )
+            )
+    return problems

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -65,6 +66,7 @@ from arks_reconciler.statuses import Cond
 
 log = logging.getLogger(__name__)
 
+DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 TOKENS_KEY: Final = "tokens"
 GC_KEY: Final = "gc"
 Key = ObjectRef | str
@@ -86,7 +88,7 @@ class Reconciler:
             retry_initial=settings.retry_initial,
             retry_max=settings.retry_max,
         )
-        self.status = StatusWriter(platform.resources, bus)
+        self.status = StatusWriter(platform.resources, bus, on_change=platform.record_event)
         self.routes = KvMirror(bus, subjects.ROUTES_BUCKET)
         self.tokens = KvMirror(bus, subjects.TOKENS_BUCKET)
         self.quotas = KvMirror(bus, subjects.QUOTAS_BUCKET)
@@ -94,6 +96,9 @@ class Reconciler:
         """Set once the first full snapshot has been queued."""
         self.counts: dict[tuple[str, str], int] = {}
         """Reconciles by (kind or key, result), for the metrics."""
+        self.durations: dict[str, list[float]] = {}
+        """Per kind or key: reconciles per `DURATION_BUCKETS` bucket (+Inf last), then the
+        sum of seconds, for the duration histogram."""
 
     # ------------------------------------------------------------------ running
     async def run(self, stop: asyncio.Event) -> None:
@@ -166,6 +171,7 @@ class Reconciler:
     async def _reconcile(self, key: Key) -> None:
         label = key.kind if isinstance(key, ObjectRef) else key
         result = "error"
+        started = time.perf_counter()
         try:
             await self._dispatch(key)
             result = "ok"
@@ -174,6 +180,16 @@ class Reconciler:
             raise
         finally:
             self.counts[(label, result)] = self.counts.get((label, result), 0) + 1
+            self._observe_duration(label, time.perf_counter() - started)
+
+    def _observe_duration(self, label: str, seconds: float) -> None:
+        row = self.durations.setdefault(label, [0.0] * (len(DURATION_BUCKETS) + 2))
+        index = next(
+            (i for i, bound in enumerate(DURATION_BUCKETS) if seconds <= bound),
+            len(DURATION_BUCKETS),
+        )
+        row[index] += 1
+        row[-1] += seconds
 
     async def _dispatch(self, key: Key) -> None:
         if not self.cache.synced:

@@ -1,5 +1,9 @@
 """The reconciler service: connect, recover, then reconcile until SIGTERM.
 
+`ARKS_PLATFORM` chooses where workloads run: `local` (processes on this machine, the
+NATS KV store as API) or `kubernetes` (the cluster of `ARKS_KUBERNETES__*`; see
+`arks_reconciler.kube`).
+
 Start-up order matters: the platform first recovers what a previous run left (the local
 platform adopts running replicas), and only then does the first reconcile run, so a
 restart never starts a duplicate replica. `/readyz` turns ready once NATS is connected
@@ -20,11 +24,14 @@ from typing import cast
 
 import httpx
 
-from arks_common import access
-from arks_common.errors import PermanentError
+from arks_common import access, kubeapi
 from arks_common.messaging import Bus
 from arks_common.runtime import Service, until_set
 from arks_common.store import ResourceStore
+from arks_reconciler.kube.electing import LeaseElector, identity, lease_namespace
+from arks_reconciler.kube.metrics import KubeCollector
+from arks_reconciler.kube.platform import KubernetesPlatform
+from arks_reconciler.kube.recording import EventRecorder
 from arks_reconciler.leading import Leadership
 from arks_reconciler.local.platform import LocalPlatform
 from arks_reconciler.metrics import ReconcilerCollector
@@ -36,15 +43,26 @@ from arks_reconciler.settings import ReconcilerSettings
 log = logging.getLogger(__name__)
 
 
-def build_platform(
-    settings: ReconcilerSettings, bus: Bus, client: httpx.AsyncClient
-) -> LocalPlatform:
-    if settings.platform != "local":
-        raise PermanentError(
-            f"platform {settings.platform!r} is not available yet: this build runs the local "
-            "platform only (ARKS_PLATFORM=local)"
-        )
-    return LocalPlatform(settings.local, bus, ResourceStore(bus), client)
+async def build_platform(
+    settings: ReconcilerSettings,
+    bus: Bus,
+    client: httpx.AsyncClient,
+    stack: contextlib.AsyncExitStack,
+) -> Platform:
+    """The platform `settings.platform` names; its clients close with `stack`."""
+    if settings.platform == "local":
+        return LocalPlatform(settings.local, bus, ResourceStore(bus), client)
+    kube_settings = settings.kubernetes
+    api = await kubeapi.api_client(kube_settings, otherwise="or ARKS_PLATFORM=local")
+    stack.push_async_callback(api.close)
+    elector = LeaseElector(
+        api,
+        kube_settings.lease,
+        namespace=lease_namespace(kube_settings.lease),
+        identity=identity(kube_settings.lease),
+    )
+    kube = kubeapi.KubeApi(api, timeout=kube_settings.request_timeout)
+    return KubernetesPlatform(kube_settings, kube, leadership=elector, recorder=EventRecorder(api))
 
 
 async def _mark_ready(service: Service, reconciler: Reconciler) -> None:
@@ -67,11 +85,16 @@ async def lifespan(service: Service) -> AsyncIterator[None]:
     try:
         await bus.ensure_own_topology(access.RECONCILER)
         service.health.set("nats", True)
-        async with httpx.AsyncClient(trust_env=False, timeout=5.0) as client:
-            platform: Platform = build_platform(settings, bus, client)
+        async with (
+            httpx.AsyncClient(trust_env=False, timeout=5.0) as client,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            platform = await build_platform(settings, bus, client, stack)
             await platform.start()
             reconciler = Reconciler(platform, bus, settings.queue)
             service.registry.register(ReconcilerCollector(reconciler))
+            if isinstance(platform, KubernetesPlatform):
+                service.registry.register(KubeCollector(platform))
             service.spawn("reconcile", reconciler.run(service.stop))
             service.spawn("readiness", _mark_ready(service, reconciler))
             if settings.scrape.enabled:

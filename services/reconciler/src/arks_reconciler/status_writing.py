@@ -15,7 +15,7 @@ and the reconcile carries on (the status itself is the source of truth).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from arks_common import events, resources, subjects
@@ -79,10 +79,18 @@ def _headline(status: Mapping[str, Any]) -> tuple[str, str, bool]:
     return str(pick.get("reason") or ""), str(pick.get("message") or ""), bad
 
 
+EventHook = Callable[[Obj, str, str, str], None]
+"""(object, "Normal" | "Warning", reason, message): a platform's own events."""
+
+
 class StatusWriter:
-    def __init__(self, access: ResourceAccess, bus: Bus) -> None:
+    def __init__(
+        self, access: ResourceAccess, bus: Bus, *, on_change: EventHook | None = None
+    ) -> None:
         self.access = access
         self.bus = bus
+        self.on_change = on_change
+        """Also told of every headline change (Kubernetes Events on that platform)."""
         self.events_published = 0
 
     async def write(
@@ -120,6 +128,10 @@ class StatusWriter:
         meta = obj["metadata"]
         kind, namespace, name = str(obj["kind"]), meta.get("namespace") or "default", meta["name"]
         reason, message, warning = _headline(status)
+        if self.on_change is not None:
+            self.on_change(
+                obj, "Warning" if warning else "Normal", reason or "StatusChanged", message
+            )
         conds = [
             events.ConditionSnapshot(
                 type=str(c.get("type")),

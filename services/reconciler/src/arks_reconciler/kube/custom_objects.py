@@ -1,7 +1,8 @@
 """The arks.ai/v1 objects of a cluster, in the shape of the local `ResourceStore`.
 
 `watch()` runs one informer per arks.ai kind and yields what the core consumes: one
-`StoreSnapshot` of every kind once all six are listed, a `StoreChange` per watch event,
+`StoreSnapshot` of every kind once all six are listed (and the caches named by `after`
+have synced, so the first reconcile sees what runs), a `StoreChange` per watch event,
 and, when one kind is listed again (410 Gone), a `StoreSnapshot` of that kind alone.
 
 Writes go where Kubernetes wants them: `update_status` through the status subresource
@@ -24,6 +25,7 @@ from typing import Any
 
 from arks_common import resources
 from arks_common.kubeapi import MERGE_PATCH, KubeApi
+from arks_common.runtime import until_set
 from arks_common.store import (
     ConflictError,
     NotFoundError,
@@ -56,8 +58,11 @@ class CustomObjects:
         namespace: str | None = None,
         page_size: int = 500,
         watch_timeout: int = 300,
+        after: Iterable[asyncio.Event] = (),
     ) -> None:
         self.kube = kube
+        self._after = list(after)
+        """Events to wait for before the first snapshot (other caches' first sync)."""
         self._queue: asyncio.Queue[StoreUpdate] = asyncio.Queue()
         self._listed: set[str] = set()
         self.informers = {
@@ -101,6 +106,9 @@ class CustomObjects:
     ) -> AsyncIterator[StoreUpdate]:
         stop = stop or asyncio.Event()
         wanted = set(kinds or resources.PLURALS)
+        for event in self._after:
+            if not await until_set(event, stop):
+                return
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(informer.run(stop), name=f"watch:{kind}")

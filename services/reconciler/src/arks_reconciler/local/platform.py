@@ -27,8 +27,8 @@ import httpx
 
 from arks_common import resources as arks
 from arks_common.messaging import Bus
-from arks_common.store import ObjectRef, ResourceStore
-from arks_reconciler import commands, plans
+from arks_common.store import Obj, ObjectRef, ResourceStore
+from arks_reconciler import plans
 from arks_reconciler.leading import SoleLeader
 from arks_reconciler.local.engines import Engines
 from arks_reconciler.local.leasing import Leases, app_holder, model_holders
@@ -42,6 +42,7 @@ from arks_reconciler.platform import (
     Notify,
     Problem,
     WorkloadObservation,
+    argument_problems,
 )
 from arks_reconciler.settings import LocalSettings
 
@@ -83,6 +84,9 @@ class LocalPlatform:
         if adopted:
             log.info("adopted %d replica(s) from a previous run", len(adopted))
 
+    def record_event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        """Nothing: `ResourceStatusChanged` on NATS is the local platform's event log."""
+
     async def run(self, notify: Notify, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.supervisor.run(notify, stop), name="local:supervisor")
@@ -90,18 +94,7 @@ class LocalPlatform:
 
     # ------------------------------------------------------------------ applications
     def check(self, resource: AnyApplication) -> list[Problem]:
-        problems: list[Problem] = []
-        for field, args in _argument_lists(resource):
-            try:
-                commands.split_user_args(args)
-            except ValueError as exc:
-                problems.append(
-                    Problem(
-                        "InvalidArguments",
-                        f"{field}: cannot be split into arguments as a shell would ({exc}): "
-                        "check the quotes",
-                    )
-                )
+        problems = argument_problems(resource)
         if isinstance(resource, arks.ArksApplication):
             spec = resource.spec
             if spec.runtime == "dynamo":
@@ -220,13 +213,3 @@ class LocalPlatform:
     async def delete_model(self, ref: ObjectRef) -> None:
         self.models.forget(ref)
         await self.leases.release(*model_holders(ref.namespace, ref.name))
-
-
-def _argument_lists(resource: AnyApplication) -> list[tuple[str, list[str]]]:
-    if isinstance(resource, arks.ArksApplication):
-        return [("spec.runtimeCommonArgs", resource.spec.runtime_common_args)]
-    spec = resource.spec
-    return [
-        ("spec.prefill.runtimeCommonArgs", spec.prefill.runtime_common_args),
-        ("spec.decode.runtimeCommonArgs", spec.decode.runtime_common_args),
-    ]

@@ -8,13 +8,16 @@ acts. `LeaseElector.run(stop)` campaigns and, once leading, renews:
   leaseDurationSeconds is past by our clock, or the record has not changed for that long
   while we watched it), and otherwise logs who holds it. A takeover counts up
   leaseTransitions and sets acquireTime;
+- leaseDurationSeconds is `duration` rounded up to whole seconds; the expiry of another
+  holder's lease uses the leaseDurationSeconds it wrote;
 - every write replaces the Lease at the resourceVersion read (or creates it), so two
   candidates never both win: the loser gets 409 and tries again later;
 - the leader renews (renewTime) every `retry_period`. When it finds another holder it
   stops leading at once; when renewals keep failing (errors, timeouts) for
   `renew_deadline` it stops too — before the lease can expire for the others, as
   `renew_deadline < duration`. Stopping sets `lost` (the service exits 75) and clears
-  `leading`, which is never set again in this process;
+  `leading`, which is never set again in this process. A Lease deleted under the leader
+  is created again (a standby that creates it first wins instead);
 - on `stop` (SIGTERM) the leader releases the Lease (holderIdentity "",
   leaseDurationSeconds 1, renewTime now) so a standby takes over at once, as client-go's
   ReleaseOnCancel.
@@ -27,8 +30,9 @@ Errors never end the campaign: 401/403 are logged with the RBAC to grant (get, c
 update on leases in the Lease's namespace), timeouts, connection errors and other
 answers are logged and tried again at the next attempt.
 
-kubernetes-asyncio's own `leaderelection` is not used: it writes times without their UTC
-designator, keeps leading after failed renewals and has no release on cancel.
+kubernetes-asyncio's own `leaderelection` is not used: it writes the local time labelled
+as UTC (a naive `fromtimestamp` with "Z" appended) and drops the offset of the times it
+reads, keeps no leaseTransitions, and cannot release the Lease on shutdown.
 """
 
 from __future__ import annotations

@@ -381,7 +381,7 @@ def test_lws_leaders_and_workers_are_labelled_apart_and_the_service_selects_lead
         {"name": "http", "protocol": "TCP", "port": 8080, "targetPort": "http"}
     ]
     (engine,) = leader["spec"]["containers"]
-    assert engine["ports"] == [{"name": "http", "containerPort": 8080}]
+    assert engine["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert "--model /models/models/llm/qwen" in engine["command"][2]
     assert "--tensor-parallel-size 2" in engine["command"][2]
     assert engine["command"][2].endswith("--max-model-len 32768")
@@ -478,7 +478,7 @@ def test_rbg_roles_carry_the_replicas_and_patch_the_leader_onto_the_worker() -> 
     (container,) = patch["spec"]["containers"]
     assert container["name"] == "engine"
     assert "--host 0.0.0.0 --port 8080" in container["command"][2]
-    assert container["ports"] == [{"name": "http", "containerPort": 8080}]
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
 
 
 def test_rbg_copies_the_pod_group_policy_and_lws_takes_volcano_annotations() -> None:

@@ -28,7 +28,7 @@ from arks_reconciler.plans import RolePlan, WorkloadPlan
 from arks_reconciler.settings import KubeImages
 
 ENGINE_CONTAINER: Final = "engine"
-HTTP_PORT: Final = {"name": "http", "containerPort": commands.KUBE_ENGINE_PORT}
+HTTP_PORT: Final = {"name": "http", "containerPort": commands.KUBE_ENGINE_PORT, "protocol": "TCP"}
 HEALTH_PROBE: Final = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10}
 PROBED_RUNTIMES: Final = frozenset({"vllm", "sglang", "sim"})
 """Engines that answer `/health` on their HTTP port (dynamo's leader is a frontend)."""

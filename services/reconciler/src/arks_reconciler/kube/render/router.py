@@ -100,8 +100,8 @@ def router_pod_template(plan: WorkloadPlan, role: RolePlan, images: KubeImages) 
         instance,
         env_last=env_last,
         ports=[
-            {"name": "http", "containerPort": router.port},
-            {"name": "metrics", "containerPort": router.metric_port},
+            {"name": "http", "containerPort": router.port, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": router.metric_port, "protocol": "TCP"},
         ],
         default_probes={"readinessProbe": readiness},
         models_mount=False,

@@ -1,0 +1,260 @@
+"""The reconciler on the Kubernetes platform, end to end on the dev cluster: the real
+service (`ARKS_PLATFORM=kubernetes`) against the dev cluster's API server, controllers
+and kubelet (engine-sim pods on their own 127.x addresses), with a real NATS for the
+route, token and quota tables."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from arks_common import events, messaging, subjects
+from arks_common.settings import KubernetesSettings
+from arks_devcluster import FakeKubeApi, serve
+from arks_devcluster.api import arks_crds
+from arks_devcluster.cluster import cluster_crds, running_workloads
+from arks_devcluster.kubelet import default_config
+from arks_reconciler.settings import KubernetesPlatformSettings, LeaseSettings
+from arks_reconciler.testing import InProcessReconciler, eventually, make_settings
+
+NS = "default"
+CLAIM = {
+    "name": "models",
+    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+}
+
+
+def model(name: str = "qwen-7b", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "arks.ai/v1",
+        "kind": "ArksModel",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"model": "Qwen/Qwen2.5-7B-Instruct", "storage": {"pvc": CLAIM}, **spec},
+    }
+
+
+def application(name: str = "app-qwen", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "arks.ai/v1",
+        "kind": "ArksApplication",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "replicas": 2,
+            "runtime": "sim",
+            "model": {"name": "qwen-7b"},
+            "servedModelName": "qwen-7b",
+            **spec,
+        },
+    }
+
+
+def endpoint(name: str = "qwen-7b") -> dict[str, Any]:
+    return {
+        "apiVersion": "arks.ai/v1",
+        "kind": "ArksEndpoint",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"defaultWeight": 1},
+    }
+
+
+def kube_settings(url: str, **overrides: Any) -> KubernetesPlatformSettings:
+    values: dict[str, Any] = {
+        "api_url": url,
+        "lease": LeaseSettings(namespace=NS, duration=3, renew_deadline=2, retry_period=0.5),
+        **overrides,
+    }
+    return KubernetesPlatformSettings(**{**KubernetesSettings().model_dump(), **values})
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[tuple[FakeKubeApi, str]]:
+    config = default_config()
+    config = type(config)(config.nodes, config.images, backoff_scale=0.01)
+    async with (
+        serve(FakeKubeApi(crds=cluster_crds())) as (api, url),
+        running_workloads(api, config, tmp_path / "cluster"),
+    ):
+        yield api, url
+
+
+async def start_reconciler(
+    nats_url: str, data_dir: Path, url: str, **overrides: Any
+) -> InProcessReconciler:
+    settings = make_settings(nats_url, data_dir)
+    settings = settings.model_copy(
+        update={"platform": "kubernetes", "kubernetes": kube_settings(url, **overrides)}
+    )
+    running = InProcessReconciler(settings)
+    await running.start()
+    return running
+
+
+async def route_urls(bus: messaging.Bus, count: int) -> list[str] | None:
+    kv = await bus.kv(subjects.ROUTES_BUCKET)
+    try:
+        entry = await kv.get(f"{NS}.qwen-7b")
+    except Exception:  # not there yet
+        return None
+    table = events.RouteTable.from_bytes(entry.value or b"")
+    urls = sorted(b.url for b in table.backends)
+    return urls if len(urls) == count else None
+
+
+def status(api: FakeKubeApi, plural: str, name: str) -> dict[str, Any]:
+    obj = api.get("arks.ai/v1", plural, NS, name) or {}
+    return obj.get("status") or {}
+
+
+def owned(api: FakeKubeApi, api_version: str, plural: str) -> list[dict[str, Any]]:
+    group, _, _version = api_version.rpartition("/")
+    return list(api.store.items(api.registry.resource(group, plural), NS))
+
+
+async def test_an_application_runs_as_a_leader_worker_set_serves_scales_and_goes(
+    cluster, nats_server: Any, data_dir: Path, bus: messaging.Bus
+) -> None:
+    api, url = cluster
+    reconciler = await start_reconciler(nats_server.url, data_dir, url)
+    try:
+        api.create(model())
+        api.create(application())
+        api.create(endpoint())
+
+        async def running() -> dict[str, Any] | None:
+            s = status(api, "arksapplications", "app-qwen")
+            return s if s.get("phase") == "Running" and s.get("readyReplicas") == 2 else None
+
+        await eventually(running, within=90, what="the application Running with 2 replicas")
+        assert status(api, "arksmodels", "qwen-7b")["phase"] == "Ready"
+        urls = await eventually(lambda: route_urls(bus, 2), within=30, what="2 routed backends")
+        async with httpx.AsyncClient(timeout=10) as http:
+            for base in urls:
+                models = (await http.get(f"{base}/v1/models")).json()
+                assert [m["id"] for m in models["data"]] == ["qwen-7b"]
+
+        lws = api.get("leaderworkerset.x-k8s.io/v1", "leaderworkersets", NS, "app-qwen")
+        assert lws is not None
+        app = api.get("arks.ai/v1", "arksapplications", NS, "app-qwen")
+        (owner,) = lws["metadata"]["ownerReferences"]
+        assert owner["uid"] == app["metadata"]["uid"]
+        assert owner["controller"] is True
+        service = api.get("v1", "services", NS, "arks-application-app-qwen")
+        assert service["spec"]["selector"]["arks.ai/work-load-role"] == "leader"
+        managed = [f["manager"] for f in lws["metadata"].get("managedFields") or []]
+        assert "arks-reconciler" in managed
+        assert api.get("v1", "persistentvolumeclaims", NS, "models") is not None
+
+        # Kubernetes Events tell the story of the phases.
+        def reasons() -> set[str]:
+            return {
+                str(e.get("reason"))
+                for e in owned(api, "v1", "events")
+                if e["involvedObject"].get("name") == "app-qwen"
+            }
+
+        await eventually(
+            lambda: asyncio.sleep(0, "Running" in reasons()), what="an Event for Running"
+        )
+
+        # A steady cluster is not written again on resync (but for the Lease's renewals).
+        writes = len([r for r in api.requests if r[0] in ("PATCH", "PUT", "POST")])
+        await asyncio.sleep(6)  # longer than the resync period of the test settings
+        later = [r for r in api.requests[:] if r[0] in ("PATCH", "PUT", "POST")]
+        assert [r for r in later[writes:] if "/events" not in r[1] and "/leases/" not in r[1]] == []
+
+        # Scale through the spec: one replica, one backend.
+        app = api.get("arks.ai/v1", "arksapplications", NS, "app-qwen")
+        app["spec"]["replicas"] = 1
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.put(
+                f"{url}/apis/arks.ai/v1/namespaces/{NS}/arksapplications/app-qwen", json=app
+            )
+            assert answer.status_code == 200, answer.text
+        await eventually(lambda: route_urls(bus, 1), within=60, what="1 routed backend")
+
+        # Deleting the application deletes what it owned.
+        async with httpx.AsyncClient(timeout=10) as http:
+            await http.delete(f"{url}/apis/arks.ai/v1/namespaces/{NS}/arksapplications/app-qwen")
+
+        async def gone() -> bool:
+            return (
+                api.get("arks.ai/v1", "arksapplications", NS, "app-qwen") is None
+                and api.get("leaderworkerset.x-k8s.io/v1", "leaderworkersets", NS, "app-qwen")
+                is None
+                and api.get("v1", "services", NS, "arks-application-app-qwen") is None
+            )
+
+        await eventually(gone, within=60, what="the application and its objects gone")
+    finally:
+        await reconciler.stop()
+
+
+@pytest.mark.parametrize("driver", ["deployment", "rbg"])
+async def test_other_drivers_serve_too(
+    driver: str, cluster, nats_server: Any, data_dir: Path, bus: messaging.Bus
+) -> None:
+    api, url = cluster
+    reconciler = await start_reconciler(nats_server.url, data_dir, url, driver=driver)
+    try:
+        api.create(model())
+        api.create(application(replicas=1))
+        api.create(endpoint())
+        await eventually(lambda: route_urls(bus, 1), within=90, what=f"a {driver} backend")
+        app = api.get("arks.ai/v1", "arksapplications", NS, "app-qwen")
+        assert app["status"]["phase"] == "Running"
+        kind = {
+            "deployment": ("apps/v1", "deployments"),
+            "rbg": ("workloads.x-k8s.io/v1alpha1", "rolebasedgroups"),
+        }
+        assert api.get(*kind[driver], NS, "app-qwen") is not None
+    finally:
+        await reconciler.stop()
+
+
+async def test_a_driver_whose_crd_is_missing_is_a_precheck_failure(
+    nats_server: Any, data_dir: Path
+) -> None:
+    async with serve(FakeKubeApi(crds=arks_crds())) as (api, url):
+        reconciler = await start_reconciler(nats_server.url, data_dir, url)
+        try:
+            api.create(model())
+            api.create(application())
+
+            async def failed() -> dict[str, Any] | None:
+                s = status(api, "arksapplications", "app-qwen")
+                conds = {c["type"]: c for c in s.get("conditions") or []}
+                pre = conds.get("Precheck") or {}
+                return pre if pre.get("reason") == "DriverNotInstalled" else None
+
+            pre = await eventually(failed, within=30, what="Precheck False DriverNotInstalled")
+            assert pre["status"] == "False"
+            assert "leaderworkersets" in pre["message"]
+            assert status(api, "arksapplications", "app-qwen")["phase"] == "Failed"
+        finally:
+            await reconciler.stop()
+
+
+async def test_a_model_without_storage_fails_with_a_reason(
+    nats_server: Any, data_dir: Path
+) -> None:
+    async with serve() as (api, url):
+        reconciler = await start_reconciler(nats_server.url, data_dir, url)
+        try:
+            obj = model()
+            del obj["spec"]["storage"]
+            api.create(obj)
+
+            async def failed() -> dict[str, Any] | None:
+                s = status(api, "arksmodels", "qwen-7b")
+                return s if s.get("phase") == "Failed" else None
+
+            s = await eventually(failed, within=30, what="the model Failed")
+            assert "storage.pvc is required" in json.dumps(s["conditions"])
+        finally:
+            await reconciler.stop()

@@ -40,6 +40,9 @@ def test_every_ready_replica_of_matching_apps_is_a_backend() -> None:
     assert {b.weight for b in table.backends} == {5}
     assert {b.source for b in table.backends} == {"discovered"}
     assert [b.replica for b in table.backends] == ["r1", "r2", "r3"]
+    # each replica carries its application and the application's weight: the router
+    # splits by application first (weights apply per application, not per replica)
+    assert [(b.application, b.weight) for b in table.backends] == [("a", 5), ("a", 5), ("b", 5)]
     assert (table.strategy, table.session_header) == ("leastLoad", "x-user")
     assert [m.value for m in table.matches] == ["/"]
     assert [r.name for r in routing.status_routes] == [

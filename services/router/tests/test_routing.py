@@ -164,3 +164,99 @@ def test_candidates_carry_load_scores():
         load=ReplicaLoad(replica="r", url="u", running=5, waiting=3, kv_cache_usage=0.5),
     )
     assert busy.load_score == 8 + 3 + 2.0
+
+
+def apps_table(*apps: tuple[str, int, int], strategy: str | None = None) -> RouteTable:
+    """(application, replicas, weight) each: one backend per replica, as published."""
+    backends = [
+        RouteBackend(
+            name=app,
+            url=f"http://10.1.{a}.{r}:8000",
+            weight=weight,
+            application=app,
+            replica=f"{app}-{r}",
+        )
+        for a, (app, replicas, weight) in enumerate(apps)
+        for r in range(replicas)
+    ]
+    return RouteTable(namespace="default", endpoint="m", strategy=strategy, backends=backends)
+
+
+def shares(picks: collections.Counter[str]) -> dict[str, float]:
+    total = sum(picks.values())
+    return {name: count / total for name, count in picks.items()}
+
+
+def test_weighted_weights_apply_per_application_not_per_replica():
+    fleet = Fleet(RoutingSettings(), rng=random.Random(11))
+    equal = apps_table(("big", 3, 1), ("small", 1, 1))
+    picks = collections.Counter(fleet.rank(equal, Weighted())[0].name for _ in range(20_000))
+    assert abs(shares(picks)["big"] - 0.5) < 0.02
+    replicas = collections.Counter(fleet.rank(equal, Weighted())[0].url for _ in range(30_000))
+    big = [n for url, n in replicas.items() if url.startswith("http://10.1.0.")]
+    assert len(big) == 3
+    assert all(abs(n / 30_000 - 1 / 6) < 0.02 for n in big)
+    split = apps_table(("one", 1, 3), ("four", 4, 1))
+    picks = collections.Counter(fleet.rank(split, Weighted())[0].name for _ in range(20_000))
+    assert abs(shares(picks)["one"] - 0.75) < 0.02
+
+
+def test_weighted_retry_candidate_is_the_same_applications_next_replica_first():
+    fleet = Fleet(RoutingSettings(), rng=random.Random(5))
+    ranked = fleet.rank(apps_table(("big", 3, 1), ("small", 1, 1)), Weighted())
+    assert len(ranked) == 4
+    first = ranked[0].name
+    assert [c.name for c in ranked].count(first) == (3 if first == "big" else 1)
+    # an application's replicas come together: the second is the next replica of the same
+    # application when it has one
+    if first == "big":
+        assert [c.name for c in ranked[:3]] == ["big"] * 3
+
+
+def test_least_load_weights_apply_per_application():
+    """Deterministic counting: requests stay open, so least load equalises the work per
+    unit of weight across applications, not across replicas."""
+    for apps, expected in (
+        ((("big", 3, 1), ("small", 1, 1)), {"big": 0.5, "small": 0.5}),
+        ((("big", 3, 1), ("small", 1, 3)), {"big": 0.25, "small": 0.75}),
+        ((("a", 1, 3), ("b", 4, 1)), {"a": 0.75, "b": 0.25}),
+    ):
+        fleet = Fleet(RoutingSettings(), rng=random.Random(2))
+        routes = apps_table(*apps)
+        picks: collections.Counter[str] = collections.Counter()
+        for _ in range(400):
+            best = fleet.rank(routes, LeastLoad())[0]
+            fleet.acquire(best.url)
+            picks[best.name] += 1
+        got = shares(picks)
+        assert all(abs(got[name] - share) <= 0.01 for name, share in expected.items()), got
+    # within an application the work spreads evenly over its replicas
+    per_replica = [fleet.in_flight(c.url) for c in fleet.candidates(routes) if c.name == "b"]
+    assert max(per_replica) - min(per_replica) <= 1
+
+
+def test_session_and_prefix_affinity_split_sessions_and_prefixes_per_application():
+    fleet = Fleet(RoutingSettings(), rng=random.Random(4))
+    routes = apps_table(("big", 3, 1), ("small", 1, 1))
+    sessions = collections.Counter(
+        fleet.rank(routes, SessionAffinity(), session=f"s{i}")[0].name for i in range(8_000)
+    )
+    assert abs(shares(sessions)["big"] - 0.5) < 0.03
+    weighted = apps_table(("big", 3, 1), ("small", 1, 3))
+    sessions = collections.Counter(
+        fleet.rank(weighted, SessionAffinity(), session=f"s{i}")[0].name for i in range(8_000)
+    )
+    assert abs(shares(sessions)["small"] - 0.75) < 0.03
+    # a session stays on its replica
+    again = {fleet.rank(routes, SessionAffinity(), session="s42")[0].url for _ in range(20)}
+    assert len(again) == 1
+    prefixes = collections.Counter(
+        fleet.rank(routes, PrefixAffinity(), prefix_blocks=prefix_blocks(f"{i:08d}", 8, 4))[0].name
+        for i in range(8_000)
+    )
+    assert abs(shares(prefixes)["big"] - 0.5) < 0.03
+    # a prefix held by a replica stays there, whatever the split
+    blocks = prefix_blocks("system prompt!!" * 2, 8, 4)
+    target = next(c for c in fleet.candidates(routes) if c.name == "big")
+    fleet.remember_prefix(blocks, target.url)
+    assert fleet.rank(routes, PrefixAffinity(), prefix_blocks=blocks)[0].url == target.url

@@ -3,6 +3,10 @@
 - `endpoint_routing`: an ArksEndpoint's RouteTable (one backend per ready replica of each
   application in the namespace whose served model name is the endpoint's name, weight
   `defaultWeight`, plus the static `routeConfigs`) and its upstream-shaped `status.routes`.
+  Every replica's backend carries its application (`RouteBackend.application`) and the
+  application's weight: the router splits traffic among applications by weight, then
+  among an application's replicas by the strategy, so weights apply per application as
+  `status.routes` says (not per replica).
   A static backend named `arks-application-<app>` stands for that application: its ready
   replicas get the static weight and the application is not discovered again (upstream's
   "skip apps a static route already names").

@@ -7,6 +7,14 @@ it returns one score per candidate. `polarity` says whether higher or lower is
 better. Strategies never mutate what they are given; the caller ranks by score, tries
 the best candidate and falls back to the next one on failure.
 
+Weights belong to groups, not to replicas: a group is an application (every ready
+replica of it is one backend carrying the application's name and weight), or one
+static backend on its own. Ranking is two-level (`selecting.Fleet.rank`): the strategy
+orders the groups (`score_groups`, where the weights apply), then the candidates within
+each group (`score`); so a 3-replica and a 1-replica application at equal weight share
+the traffic 50/50, as upstream's per-Service HTTPRoute weights do. When every group is
+a single backend, the two levels reduce to scoring the backends directly.
+
 Load arithmetic lives here so that least-load and the bounded-load guards of the
 affinity strategies agree on what "loaded" means.
 """
@@ -42,6 +50,12 @@ class Candidate:
     """Requests this router process has open on the backend right now."""
     load: ReplicaLoad | None = None
     """The engine's own report (fresh enough to trust), or None."""
+    group: str = ""
+    """The application the backend is a replica of; '' for a backend of its own."""
+
+    @property
+    def group_key(self) -> str:
+        return self.group or self.url
 
     @property
     def load_score(self) -> float:
@@ -69,13 +83,43 @@ class RoutingRequest:
     bounded_load_factor: float = 1.25
 
 
+@dataclass(frozen=True, slots=True)
+class Group:
+    """An application's usable replicas (or one backend of its own) and its weight."""
+
+    key: str
+    weight: int
+    candidates: Sequence[Candidate]
+
+    @property
+    def load_score(self) -> float:
+        """The group's pending work: the sum over its replicas."""
+        return sum(c.load_score for c in self.candidates)
+
+    def load_per_weight(self) -> float:
+        """(pending work + 1) per unit of weight: what least-load compares across groups."""
+        return (self.load_score + 1.0) / self.weight if self.weight > 0 else float("inf")
+
+
 class Strategy(Protocol):
     name: ClassVar[str]
     polarity: ClassVar[Polarity]
 
     def score(self, candidates: Sequence[Candidate], request: RoutingRequest) -> Sequence[float]:
-        """One score per candidate, in order."""
+        """One score per candidate (the replicas of one group), in order."""
         ...
+
+    def score_groups(self, groups: Sequence[Group], request: RoutingRequest) -> Sequence[float]:
+        """One score per group, in order, same polarity: where the weights apply."""
+        ...
+
+
+def weighted_hash(key: bytes, group: Group) -> float:
+    """Weighted rendezvous key in [0, 1): the group with the highest key wins with
+    probability weight / sum(weights) over random keys, stable for a given key."""
+    if group.weight <= 0:
+        return -2.0
+    return float(rendezvous(key, group.key) ** (1.0 / group.weight))
 
 
 def rendezvous(key: bytes, url: str) -> float:

@@ -14,6 +14,12 @@ so replicas of the router agree before they have learned anything.
 Bounded load: a backend above factor x (mean load + 1) is ranked after every other
 backend, least loaded first, so a hot prefix spills over instead of melting one engine.
 Without prompt text the strategy degrades to least load.
+
+Across applications: a prefix some replica holds (and that replica is not overloaded)
+stays in that replica's application — cache reuse is the point; an unseen prefix picks
+its application by weighted rendezvous hash of its first block, so each application
+gets a weight-proportional share of the prefix families; an application whose every
+replica is overloaded ranks last. Within the application the rules above apply.
 """
 
 from __future__ import annotations
@@ -22,7 +28,15 @@ import hashlib
 from collections.abc import Sequence
 from typing import ClassVar
 
-from arks_router.routing.base import Candidate, Polarity, RoutingRequest, overloaded, rendezvous
+from arks_router.routing.base import (
+    Candidate,
+    Group,
+    Polarity,
+    RoutingRequest,
+    overloaded,
+    rendezvous,
+    weighted_hash,
+)
 
 
 class PrefixAffinity:
@@ -46,6 +60,30 @@ class PrefixAffinity:
                 scores.append(2.0 + held[index] + 0.5 / (1.0 + load))
             else:
                 scores.append(rendezvous(first, candidate.url))
+        return scores
+
+    def score_groups(self, groups: Sequence[Group], request: RoutingRequest) -> Sequence[float]:
+        every = [c for g in groups for c in g.candidates]
+        hot = dict(
+            zip((id(c) for c in every), overloaded(every, request.bounded_load_factor), strict=True)
+        )
+        held = dict(zip((id(c) for c in every), _held_blocks(every, request), strict=True))
+        first = request.prefix_blocks[0] if request.prefix_blocks else None
+        scores: list[float] = []
+        for group in groups:
+            cool = [c for c in group.candidates if not hot[id(c)]]
+            if group.weight <= 0:
+                scores.append(-3.0 - group.load_score)
+            elif not cool:
+                load = min(c.load_score for c in group.candidates)
+                scores.append(-1.0 - load / (load + 1.0))
+            elif first is None:
+                scores.append(1.0 / group.load_per_weight())
+            elif any(held[id(c)] for c in cool):
+                best = max(cool, key=lambda c: held[id(c)])
+                scores.append(2.0 + held[id(best)] + 0.5 / (1.0 + best.load_score))
+            else:
+                scores.append(weighted_hash(first, group))
         return scores
 
 

@@ -5,8 +5,11 @@ count per backend, the engines' latest load snapshots (stale ones are ignored), 
 outlier detector and the prefix index. `rank()` turns a route table into candidates
 (weight-0 backends get no traffic), drops ejected and not-ready backends (unless that
 would drop them all: then a failing backend is still better than a certain 503),
-scores them with the strategy and returns them best first. The proxy tries the first
-and retries the second.
+groups them by application (`RouteBackend.application`; a backend without one is a
+group of its own), lets the strategy order the groups by their weights and then the
+replicas within each group, and returns them best first: the best group's replicas,
+then the next group's. The proxy tries the first and retries the second. Weights thus
+split traffic per application, whatever each application's replica count.
 
 Everything here runs on the event loop thread without awaiting, so it needs no lock.
 """
@@ -17,11 +20,14 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from arks_common.events import EngineLoadSnapshot, ReplicaLoad, RouteTable
-from arks_router.routing.base import Candidate, Polarity, RoutingRequest, Strategy
+from arks_router.routing.base import Candidate, Group, Polarity, RoutingRequest, Strategy
 from arks_router.routing.outliers import Outliers
 from arks_router.settings import RoutingSettings
+
+T = TypeVar("T")
 
 
 def normalize_url(url: str) -> str:
@@ -95,6 +101,7 @@ class Fleet:
                 weight=backend.weight,
                 in_flight=self._in_flight.get(url, 0),
                 load=load,
+                group=backend.application or "",
             )
             every.append(candidate)
             if not self.outliers.ejected(url) and (load is None or load.ready):
@@ -119,10 +126,32 @@ class Fleet:
             prefix_index=self._prefix_index,
             bounded_load_factor=self._settings.bounded_load_factor,
         )
-        scores = strategy.score(candidates, request)
-        order = sorted(
-            range(len(candidates)),
-            key=scores.__getitem__,
-            reverse=strategy.polarity is Polarity.HIGHER,
-        )
-        return [candidates[i] for i in order]
+        groups = _groups(candidates)
+        if len(groups) == 1:
+            return _ordered(candidates, strategy.score(candidates, request), strategy)
+        ranked: list[Candidate] = []
+        for group in _ordered(groups, strategy.score_groups(groups, request), strategy):
+            members = group.candidates
+            if len(members) > 1:
+                members = _ordered(members, strategy.score(members, request), strategy)
+            ranked += members
+        return ranked
+
+
+def _groups(candidates: Sequence[Candidate]) -> list[Group]:
+    """Candidates by application in first-seen order; a group's weight is the largest
+    of its backends' (the reconciler gives every replica its application's weight)."""
+    members: dict[str, list[Candidate]] = {}
+    for candidate in candidates:
+        members.setdefault(candidate.group_key, []).append(candidate)
+    return [
+        Group(key=key, weight=max(c.weight for c in group), candidates=group)
+        for key, group in members.items()
+    ]
+
+
+def _ordered(items: Sequence[T], scores: Sequence[float], strategy: Strategy) -> list[T]:
+    order = sorted(
+        range(len(items)), key=scores.__getitem__, reverse=strategy.polarity is Polarity.HIGHER
+    )
+    return [items[i] for i in order]

@@ -6,6 +6,10 @@ every router replica agrees without sharing state, and when a backend leaves (ej
 removed) only its own sessions move, to their second choice. Stickiness is the
 contract here, so no load guard applies. Requests without a session id are spread by
 least load.
+
+Across applications the session picks its application by weighted rendezvous hash (an
+application gets a weight-proportional share of the sessions, and a session stays in
+its application), then its replica by rendezvous within it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from arks_router.routing.base import Candidate, Polarity, RoutingRequest, rendezvous
+from arks_router.routing.base import (
+    Candidate,
+    Group,
+    Polarity,
+    RoutingRequest,
+    rendezvous,
+    weighted_hash,
+)
 
 
 class SessionAffinity:
@@ -31,3 +42,9 @@ class SessionAffinity:
             else:
                 scores.append(rendezvous(key, candidate.url))
         return scores
+
+    def score_groups(self, groups: Sequence[Group], request: RoutingRequest) -> Sequence[float]:
+        if not request.session:
+            return [1.0 / g.load_per_weight() + request.rng.random() * 1e-6 for g in groups]
+        key = request.session.encode()
+        return [weighted_hash(key, g) for g in groups]

@@ -17,6 +17,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from arks_common import messaging
+from arks_common.kubeapi import KubeApi
 from arks_common.store import ResourceStore
 from arks_devcluster import FakeKubeApi, serve
 from arks_reconciler.kube.electing import (
@@ -47,7 +48,7 @@ async def kube() -> AsyncIterator[tuple[FakeKubeApi, client.ApiClient]]:
 
 
 def elector(c: client.ApiClient, who: str, settings: LeaseSettings = FAST) -> LeaseElector:
-    return LeaseElector(c, settings, namespace=NS, identity=who)
+    return LeaseElector(KubeApi(c), settings, namespace=NS, identity=who)
 
 
 @contextlib.asynccontextmanager

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
+from arks_common.kubeapi import KubeApi
 from arks_common.testing.builders import make_application
 from arks_devcluster import FakeKubeApi, serve
 from arks_devcluster.testing import Kubectl
@@ -64,7 +65,7 @@ class Clock:
 async def test_an_event_is_written_as_kubectl_describe_shows_it(kube, tmp_path: Path):
     api, url, c = kube
     app = api.create(make_application("app-qwen"))
-    recorder = EventRecorder(c, host="node-1")
+    recorder = EventRecorder(KubeApi(c), host="node-1")
     async with recording(recorder):
         recorder.record(app, "Warning", "ModelNotReady", "model qwen-7b is not ready yet")
         await eventually(lambda: len(events(api)) == 1, "the event written")
@@ -103,7 +104,7 @@ async def test_repeats_aggregate_into_one_event_with_a_count(kube):
     api, _, c = kube
     app = api.create(make_application("app-qwen"))
     clock = Clock()
-    recorder = EventRecorder(c, clock=clock)
+    recorder = EventRecorder(KubeApi(c), clock=clock)
     async with recording(recorder):
         for _ in range(3):
             recorder.record(app, "Normal", "Scaled", "replicas 1 -> 2")
@@ -129,7 +130,7 @@ async def test_repeats_aggregate_into_one_event_with_a_count(kube):
 async def test_a_full_queue_drops_instead_of_blocking(kube, caplog):
     api, _, c = kube
     app = api.create(make_application("app-qwen"))
-    recorder = EventRecorder(c, queue_size=2)
+    recorder = EventRecorder(KubeApi(c), queue_size=2)
     with caplog.at_level(logging.WARNING, logger="arks_reconciler.kube.recording"):
         for index in range(5):  # not running: nothing is sent
             recorder.record(app, "Normal", "Step", f"step {index}")
@@ -144,7 +145,7 @@ async def test_a_full_queue_drops_instead_of_blocking(kube, caplog):
 async def test_failures_are_dropped_and_a_refusal_names_the_rbac_once(kube, caplog):
     api, _, c = kube
     app = api.create(make_application("app-qwen"))
-    recorder = EventRecorder(c)
+    recorder = EventRecorder(KubeApi(c))
     with caplog.at_level(logging.INFO, logger="arks_reconciler.kube.recording"):
         async with recording(recorder):
             api.fail_next(403, count=3, method="POST")
@@ -165,7 +166,7 @@ async def test_failures_are_dropped_and_a_refusal_names_the_rbac_once(kube, capl
 async def test_long_messages_are_truncated_and_queued_events_flushed_at_stop(kube):
     api, _, c = kube
     app = api.create(make_application("app-qwen"))
-    recorder = EventRecorder(c)
+    recorder = EventRecorder(KubeApi(c))
     recorder.record(app, "Warning", "Long", "x" * 5000)
     stop = asyncio.Event()
     stop.set()  # stopped before it ran: what is queued is still written

@@ -55,14 +55,14 @@ async def build_platform(
     kube_settings = settings.kubernetes
     api = await kubeapi.api_client(kube_settings, otherwise="or ARKS_PLATFORM=local")
     stack.push_async_callback(api.close)
+    kube = kubeapi.KubeApi(api, timeout=kube_settings.request_timeout)
     elector = LeaseElector(
-        api,
+        kube,
         kube_settings.lease,
         namespace=lease_namespace(kube_settings.lease),
         identity=identity(kube_settings.lease),
     )
-    kube = kubeapi.KubeApi(api, timeout=kube_settings.request_timeout)
-    return KubernetesPlatform(kube_settings, kube, leadership=elector, recorder=EventRecorder(api))
+    return KubernetesPlatform(kube_settings, kube, leadership=elector, recorder=EventRecorder(kube))
 
 
 async def _mark_ready(service: Service, reconciler: Reconciler) -> None:

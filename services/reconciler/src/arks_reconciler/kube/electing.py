@@ -24,7 +24,7 @@ acts. `LeaseElector.run(stop)` campaigns and, once leading, renews:
 
 Times are MicroTime in UTC, `2026-12-05T12:00:00.000000Z`; others' times are read with or
 without a fraction and an offset (a time without an offset is UTC). The Lease is read and
-written as raw JSON, so no typed model reformats them.
+written as raw JSON (`arks_common.kubeapi`), so no typed model reformats them.
 
 Errors never end the campaign: 401/403 are logged with the RBAC to grant (get, create and
 update on leases in the Lease's namespace), timeouts, connection errors and other
@@ -49,10 +49,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-import aiohttp
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
-
+from arks_common.errors import ArksError
+from arks_common.kubeapi import KubeApi
+from arks_common.store import AlreadyExistsError, ConflictError, NotFoundError
 from arks_reconciler.settings import LeaseSettings
 
 log = logging.getLogger(__name__)
@@ -172,7 +171,7 @@ class LeaseElector:
 
     def __init__(
         self,
-        api: client.ApiClient,
+        kube: KubeApi,
         settings: LeaseSettings,
         *,
         namespace: str,
@@ -185,7 +184,7 @@ class LeaseElector:
         self.name = settings.name
         self.namespace = namespace
         self.identity = identity
-        self._api = api
+        self._kube = kube
         self._clock = clock
         self._path = f"/apis/{API_VERSION}/namespaces/{namespace}/leases/{settings.name}"
         self._duration_seconds = max(1, math.ceil(settings.duration))
@@ -412,33 +411,26 @@ class LeaseElector:
         """The Lease as the API answered; 404 → _NotFound, 409 → _Conflict, anything
         else that fails → _Failed (401/403 naming the RBAC to grant)."""
         try:
-            answer = await self._api.call_api(
-                path or self._path,
+            return await self._kube.request(
                 method,
-                header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                path or self._path,
                 body=body,
-                auth_settings=["BearerToken"],
-                response_types_map={200: "object", 201: "object"},
-                _return_http_data_only=True,
-                _request_timeout=self.settings.renew_deadline,
+                where=f"Lease {self.namespace}/{self.name}",
+                timeout=self.settings.renew_deadline,
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                raise _NotFound from exc
-            if exc.status == 409:
-                raise _Conflict from exc
-            if exc.status in (401, 403):
+        except NotFoundError as exc:
+            raise _NotFound from exc
+        except (ConflictError, AlreadyExistsError) as exc:
+            raise _Conflict from exc
+        except ArksError as exc:
+            if exc.reason == "Forbidden":
                 raise _Failed(
-                    f"the Kubernetes API refused access ({exc.status}): grant the "
-                    "reconciler's service account get, create and update on leases "
-                    f"(coordination.k8s.io) in namespace {self.namespace}; trying again "
-                    f"every {self.settings.retry_period:g}s",
+                    f"{exc.message}: grant the reconciler's service account get, create and "
+                    f"update on leases (coordination.k8s.io) in namespace {self.namespace}; "
+                    f"trying again every {self.settings.retry_period:g}s",
                     level=logging.ERROR,
                 ) from exc
-            raise _Failed(f"the Kubernetes API answered {exc.status} {exc.reason}") from exc
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _Failed(f"the Kubernetes API is unreachable: {exc!r}") from exc
-        return answer if isinstance(answer, dict) else {}
+            raise _Failed(exc.message) from exc
 
     async def _pause(self, stop: asyncio.Event, until: float) -> None:
         delay = until - asyncio.get_running_loop().time()

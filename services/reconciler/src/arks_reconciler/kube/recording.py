@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-import aiohttp
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
+from arks_common.errors import ArksError
+from arks_common.kubeapi import MERGE_PATCH, KubeApi
+from arks_common.store import NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ MAX_MESSAGE: Final = 1024
 MAX_REASON: Final = 128
 MAX_NAME: Final = 253
 AGGREGATION_WINDOW: Final = timedelta(minutes=10)
-MERGE_PATCH: Final = "application/merge-patch+json"
+
 RBAC: Final = "create and patch on events (core API group)"
 
 
@@ -100,7 +100,7 @@ class EventRecorder:
 
     def __init__(
         self,
-        api: client.ApiClient,
+        kube: KubeApi,
         *,
         component: str = "arks-reconciler",
         host: str | None = None,
@@ -116,7 +116,7 @@ class EventRecorder:
         """Events dropped because the queue was full."""
         self.failed = 0
         """Events whose write failed."""
-        self._api = api
+        self._kube = kube
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(queue_size)
         self._written: OrderedDict[tuple[str, ...], _Written] = OrderedDict()
         self._cache_size = cache_size
@@ -260,31 +260,27 @@ class EventRecorder:
         self, method: str, path: str, body: Obj, *, content_type: str = "application/json"
     ) -> None:
         try:
-            await self._api.call_api(
-                path,
+            await self._kube.request(
                 method,
-                header_params={"Accept": "application/json", "Content-Type": content_type},
+                path,
                 body=body,
-                auth_settings=["BearerToken"],
-                response_types_map={200: "object", 201: "object"},
-                _return_http_data_only=True,
-                _request_timeout=self._timeout,
+                content_type=content_type,
+                where="an Event",
+                timeout=self._timeout,
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                raise _Gone from exc
-            if exc.status in (401, 403):
+        except NotFoundError as exc:
+            raise _Gone from exc
+        except ArksError as exc:
+            if exc.reason == "Forbidden":
                 if not self._refused:
                     log.error(
                         "the Kubernetes API refused to write events (%s): grant the "
                         "reconciler's service account %s; events are dropped until then",
-                        exc.status,
+                        exc.message,
                         RBAC,
                     )
                     self._refused = True
-                    self._last_failure = f"refused ({exc.status})"
-                raise _Failed(f"refused ({exc.status})") from exc
-            raise _Failed(f"the Kubernetes API answered {exc.status} {exc.reason}") from exc
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _Failed(f"the Kubernetes API is unreachable: {exc!r}") from exc
+                    self._last_failure = "refused"
+                raise _Failed("refused") from exc
+            raise _Failed(exc.message) from exc
         self._refused = False

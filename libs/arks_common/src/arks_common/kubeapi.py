@@ -127,10 +127,10 @@ class KubeApi:
         content_type: str | None = None,
         where: str = "",
         grant: str = "",
-        timeout: float | None = None,
+        seconds: float | None = None,
     ) -> Obj:
         """The JSON answer of `method path` (errors as the module docstring says);
-        `timeout` overrides the client's seconds per request."""
+        `seconds` overrides the client's timeout for this request."""
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -144,7 +144,7 @@ class KubeApi:
                 auth_settings=["BearerToken"],
                 response_types_map={200: "object", 201: "object", 202: "object"},
                 _return_http_data_only=True,
-                _request_timeout=timeout or self.timeout,
+                _request_timeout=seconds or self.timeout,
             )
         except ApiException as exc:
             self._count(method, exc.status or "error")

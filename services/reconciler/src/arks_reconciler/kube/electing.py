@@ -416,7 +416,7 @@ class LeaseElector:
                 path or self._path,
                 body=body,
                 where=f"Lease {self.namespace}/{self.name}",
-                timeout=self.settings.renew_deadline,
+                seconds=self.settings.renew_deadline,
             )
         except NotFoundError as exc:
             raise _NotFound from exc

@@ -266,7 +266,7 @@ class EventRecorder:
                 body=body,
                 content_type=content_type,
                 where="an Event",
-                timeout=self._timeout,
+                seconds=self._timeout,
             )
         except NotFoundError as exc:
             raise _Gone from exc

@@ -258,3 +258,77 @@ async def test_a_model_without_storage_fails_with_a_reason(
             assert "storage.pvc is required" in json.dumps(s["conditions"])
         finally:
             await reconciler.stop()
+
+
+async def test_an_endpoint_with_a_gateway_ref_gets_an_http_route_to_the_router(
+    nats_server: Any, data_dir: Path
+) -> None:
+    async with serve(FakeKubeApi(crds=cluster_crds())) as (api, url):
+        reconciler = await start_reconciler(nats_server.url, data_dir, url)
+        try:
+            obj = endpoint()
+            obj["spec"]["gatewayRef"] = {"name": "arks-eg", "namespace": "arks-system"}
+            obj["spec"]["matchConfigs"] = [{"path": {"type": "PathPrefix", "value": "/v1"}}]
+            api.create(obj)
+
+            async def route() -> dict[str, Any] | None:
+                return api.get("gateway.networking.k8s.io/v1", "httproutes", NS, "qwen-7b")
+
+            found = await eventually(route, within=30, what="the HTTPRoute")
+            (rule,) = found["spec"]["rules"]
+            assert rule["backendRefs"] == [
+                {
+                    "group": "",
+                    "kind": "Service",
+                    "name": "arks-router",
+                    "namespace": "arks-system",
+                    "port": 80,
+                    "weight": 1,  # (the CRD's default)
+                }
+            ]
+            (match,) = rule["matches"]
+            headers = {h["name"]: h["value"] for h in match["headers"]}
+            assert headers == {"model": "qwen-7b", "namespace": NS}
+            assert match["path"] == {"type": "PathPrefix", "value": "/v1"}
+            owner = found["metadata"]["ownerReferences"][0]
+            assert owner["kind"] == "ArksEndpoint"
+            grants = owned(api, "gateway.networking.k8s.io/v1beta1", "referencegrants")
+            assert grants == []  # (namespaced to arks-system: look there)
+            async def grant_made() -> dict[str, Any] | None:
+                return api.get(
+                    "gateway.networking.k8s.io/v1beta1",
+                    "referencegrants",
+                    "arks-system",
+                    f"arks-endpoint-{NS}-qwen-7b",
+                )
+
+            grant = await eventually(grant_made, within=30, what="the ReferenceGrant")
+            assert grant["spec"]["to"] == [{"group": "", "kind": "Service", "name": "arks-router"}]
+
+            async def routed() -> dict[str, Any] | None:
+                conds = status(api, "arksendpoints", "qwen-7b").get("conditions") or []
+                return next(
+                    (c for c in conds if c["type"] == "GatewayRouted" and c["status"] == "True"),
+                    None,
+                )
+
+            await eventually(routed, within=30, what="GatewayRouted True")
+
+            async with httpx.AsyncClient(timeout=10) as http:
+                await http.delete(f"{url}/apis/arks.ai/v1/namespaces/{NS}/arksendpoints/qwen-7b")
+
+            async def cleaned() -> bool:
+                return (
+                    await route() is None
+                    and api.get(
+                        "gateway.networking.k8s.io/v1beta1",
+                        "referencegrants",
+                        "arks-system",
+                        f"arks-endpoint-{NS}-qwen-7b",
+                    )
+                    is None
+                )
+
+            await eventually(cleaned, within=30, what="the route and grant removed")
+        finally:
+            await reconciler.stop()

@@ -109,6 +109,15 @@ class ModelObservation:
 
 
 @dataclass(frozen=True)
+class GatewayRoute:
+    """What became of an endpoint's gateway route (its `GatewayRouted` condition)."""
+
+    routed: bool
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Backend:
     """A ready replica that may receive traffic."""
 
@@ -178,6 +187,14 @@ class Platform(Protocol):
 
     def static_backend_url(self, namespace: str, ref: arks.HTTPBackendRef) -> str | None:
         """Base URL of a static `routeConfigs` backend, None if it cannot be reached."""
+
+    # -- endpoints ---------------------------------------------------------------------
+    async def ensure_gateway_route(self, endpoint: arks.ArksEndpoint) -> GatewayRoute | None:
+        """Route the Gateway of `spec.gatewayRef` to the router (an HTTPRoute), or remove
+        that route when the field is gone; None when the platform has no gateway routes."""
+
+    async def delete_gateway_route(self, ref: ObjectRef) -> None:
+        """Remove what `ensure_gateway_route` made for an endpoint that is gone."""
 
     # -- models ------------------------------------------------------------------------
     async def ensure_model(self, model: arks.ArksModel) -> ModelObservation:

@@ -231,6 +231,7 @@ class Reconciler:
             await self.platform.delete_model(ref)
         elif ref.kind == ENDPOINT:
             await self.routes.delete(subjects.namespaced_key(ref.namespace, ref.name))
+            await self.platform.delete_gateway_route(ref)
         elif ref.kind == QUOTA:
             await self.quotas.delete(subjects.namespaced_key(ref.namespace, ref.name))
 
@@ -392,6 +393,7 @@ class Reconciler:
         key = subjects.namespaced_key(endpoint.namespace, endpoint.name)
         if deleting(endpoint):
             await self.routes.delete(key)
+            await self.platform.delete_gateway_route(ref_of(endpoint))
             return
         static_urls = [
             self.platform.static_backend_url(endpoint.namespace, ref)
@@ -414,6 +416,16 @@ class Reconciler:
                 f"serves {endpoint.name!r} (servedModelName) and no static route resolves",
             )
         conds = [ready]
+        gateway = await self.platform.ensure_gateway_route(endpoint)
+        if gateway is not None:
+            conds.append(
+                Cond(
+                    statuses.GATEWAY_ROUTED,
+                    "True" if gateway.routed else "False",
+                    gateway.reason,
+                    gateway.message,
+                )
+            )
         if routing.unresolved:
             names = ", ".join(routing.unresolved)
             conds.append(

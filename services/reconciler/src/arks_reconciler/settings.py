@@ -167,6 +167,12 @@ class KubernetesPlatformSettings(KubernetesSettings):
     )
     images: KubeImages = KubeImages()
     lease: LeaseSettings = LeaseSettings()
+    router_service: str = Field(
+        "arks-system/arks-router:80",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?:[0-9]{1,5}$",
+        description="The Arks router's Service (`<namespace>/<name>:<port>`), the backend of "
+        "the HTTPRoute of every ArksEndpoint with a gatewayRef.",
+    )
     page_size: int = Field(500, ge=1, description="Objects per page when listing.")
     watch_timeout: int = Field(
         300, ge=1, description="Seconds a watch request lasts before it is renewed."

@@ -37,6 +37,7 @@ APP = resources.ApplicationConditionType
 MODEL = resources.ModelConditionType
 READY = "Ready"
 REFERENCES_RESOLVED = "ReferencesResolved"
+GATEWAY_ROUTED = "GatewayRouted"
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from arks_reconciler.kube.recording import EventRecorder
 from arks_reconciler.leading import Leadership
 from arks_reconciler.platform import (
     Backend,
+    GatewayRoute,
     ModelObservation,
     Notify,
     Problem,
@@ -304,6 +305,47 @@ class KubernetesPlatform:
         if ref.port is None or (ref.kind or "Service") != "Service" or ref.group:
             return None
         return f"http://{ref.name}.{ref.namespace or namespace}.svc:{ref.port}"
+
+    # ------------------------------------------------------------------ endpoints
+    def _router_service(self) -> tuple[str, str, int]:
+        where, port = self.settings.router_service.rsplit(":", 1)
+        namespace, name = where.split("/", 1)
+        return namespace, name, int(port)
+
+    async def ensure_gateway_route(self, endpoint: arks.ArksEndpoint) -> GatewayRoute | None:
+        ref = ObjectRef(endpoint.kind, endpoint.namespace, endpoint.name)
+        router = self._router_service()
+        wanted = render.http_route(endpoint, router_service=router, uid=endpoint.metadata.uid or "")
+        if not wanted:
+            await self.delete_gateway_route(ref)
+            return None
+        route_info = self.informers[kinds.HTTP_ROUTE]
+        if route_info.synced.is_set() and not route_info.available:
+            return GatewayRoute(
+                False,
+                "GatewayAPINotInstalled",
+                "spec.gatewayRef is set but the cluster does not serve "
+                "httproutes.gateway.networking.k8s.io: install the Gateway API CRDs",
+            )
+        for obj in wanted:
+            await self.applier.apply(obj)
+        namespace, name, port = router
+        return GatewayRoute(
+            True,
+            "Routed",
+            f"HTTPRoute {endpoint.name} sends requests for model {endpoint.name!r} to "
+            f"Service {namespace}/{name}:{port}",
+        )
+
+    async def delete_gateway_route(self, ref: ObjectRef) -> None:
+        for obj in self._owned(ref, [kinds.HTTP_ROUTE]):
+            await self.applier.delete(kinds.HTTP_ROUTE, ref.namespace, obj["metadata"]["name"])
+        namespace, _, _ = self._router_service()
+        grant = self.informers[kinds.REFERENCE_GRANT].get(
+            namespace, render.grant_name_of(ref.namespace, ref.name)
+        )
+        if grant is not None:
+            await self.applier.delete(kinds.REFERENCE_GRANT, namespace, grant["metadata"]["name"])
 
     # ------------------------------------------------------------------ models
     async def ensure_model(self, model: arks.ArksModel) -> ModelObservation:

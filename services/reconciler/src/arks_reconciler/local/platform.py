@@ -37,6 +37,7 @@ from arks_reconciler.local.registry import ReplicaRegistry
 from arks_reconciler.local.supervising import Supervisor
 from arks_reconciler.platform import (
     Backend,
+    GatewayRoute,
     ModelObservation,
     ModelState,
     Notify,
@@ -189,6 +190,14 @@ class LocalPlatform:
         if ref.port is None:
             return None
         return f"http://{self.settings.host}:{ref.port}"
+
+    # ------------------------------------------------------------------ endpoints
+    async def ensure_gateway_route(self, endpoint: arks.ArksEndpoint) -> GatewayRoute | None:
+        """None: clients reach the router directly; `gatewayRef` means nothing here."""
+        return None
+
+    async def delete_gateway_route(self, ref: ObjectRef) -> None:
+        """Nothing was made."""
 
     # ------------------------------------------------------------------ models
     def existing_path(self, model: arks.ArksModel) -> str | None:

@@ -23,7 +23,7 @@ from arks_reconciler.kube.render.models import (
     pvc_name,
 )
 from arks_reconciler.kube.render.names import name_problems
-from arks_reconciler.kube.render.routes import grant_name, http_route
+from arks_reconciler.kube.render.routes import grant_name, grant_name_of, http_route
 from arks_reconciler.kube.render.workloads import (
     driver_problems,
     resolve_driver,
@@ -35,6 +35,7 @@ __all__ = [
     "ModelObjects",
     "driver_problems",
     "grant_name",
+    "grant_name_of",
     "http_route",
     "job_name",
     "kube_model_path",

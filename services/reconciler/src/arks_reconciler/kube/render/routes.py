@@ -52,8 +52,13 @@ def _matches(endpoint: resources.ArksEndpoint) -> list[Obj]:
 
 
 def grant_name(endpoint: resources.ArksEndpoint) -> str:
+    """The ReferenceGrant's name of `endpoint` (see `grant_name_of`)."""
+    return grant_name_of(endpoint.namespace, endpoint.name)
+
+
+def grant_name_of(namespace: str, endpoint: str) -> str:
     """The ReferenceGrant's name: `arks-endpoint-<namespace>-<name>` (<= 253 characters)."""
-    name = f"arks-endpoint-{endpoint.namespace}-{endpoint.name}"
+    name = f"arks-endpoint-{namespace}-{endpoint}"
     if len(name) <= objects.MAX_NAME:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:12]

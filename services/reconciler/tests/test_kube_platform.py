@@ -14,62 +14,20 @@ from typing import Any
 import httpx
 import pytest
 
-from arks_common import events, messaging, subjects
-from arks_common.settings import KubernetesSettings
+from arks_common import messaging
 from arks_devcluster import FakeKubeApi, serve
 from arks_devcluster.api import arks_crds
 from arks_devcluster.cluster import cluster_crds, running_workloads
 from arks_devcluster.kubelet import default_config
-from arks_reconciler.settings import KubernetesPlatformSettings, LeaseSettings
-from arks_reconciler.testing import InProcessReconciler, eventually, make_settings
-
-NS = "default"
-CLAIM = {
-    "name": "models",
-    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-}
-
-
-def model(name: str = "qwen-7b", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "arks.ai/v1",
-        "kind": "ArksModel",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {"model": "Qwen/Qwen2.5-7B-Instruct", "storage": {"pvc": CLAIM}, **spec},
-    }
-
-
-def application(name: str = "app-qwen", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "arks.ai/v1",
-        "kind": "ArksApplication",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "replicas": 2,
-            "runtime": "sim",
-            "model": {"name": "qwen-7b"},
-            "servedModelName": "qwen-7b",
-            **spec,
-        },
-    }
-
-
-def endpoint(name: str = "qwen-7b") -> dict[str, Any]:
-    return {
-        "apiVersion": "arks.ai/v1",
-        "kind": "ArksEndpoint",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {"defaultWeight": 1},
-    }
-
-
-def kube_settings(url: str, **overrides: Any) -> KubernetesPlatformSettings:
-    values: dict[str, Any] = {
-        "api_url": url,
-        "lease": LeaseSettings(namespace=NS, duration=3, renew_deadline=2, retry_period=0.5),
-        **overrides,
-    }
-    return KubernetesPlatformSettings(**{**KubernetesSettings().model_dump(), **values})
+from arks_reconciler.kube.testing import (
+    NS,
+    application,
+    endpoint,
+    model,
+    route_urls,
+    start_reconciler,
+)
+from arks_reconciler.testing import eventually
 
 
 @pytest.fixture
@@ -81,29 +39,6 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[FakeKubeApi, str]]:
         running_workloads(api, config, tmp_path / "cluster"),
     ):
         yield api, url
-
-
-async def start_reconciler(
-    nats_url: str, data_dir: Path, url: str, **overrides: Any
-) -> InProcessReconciler:
-    settings = make_settings(nats_url, data_dir)
-    settings = settings.model_copy(
-        update={"platform": "kubernetes", "kubernetes": kube_settings(url, **overrides)}
-    )
-    running = InProcessReconciler(settings)
-    await running.start()
-    return running
-
-
-async def route_urls(bus: messaging.Bus, count: int) -> list[str] | None:
-    kv = await bus.kv(subjects.ROUTES_BUCKET)
-    try:
-        entry = await kv.get(f"{NS}.qwen-7b")
-    except Exception:  # not there yet
-        return None
-    table = events.RouteTable.from_bytes(entry.value or b"")
-    urls = sorted(b.url for b in table.backends)
-    return urls if len(urls) == count else None
 
 
 def status(api: FakeKubeApi, plural: str, name: str) -> dict[str, Any]:
@@ -294,6 +229,7 @@ async def test_an_endpoint_with_a_gateway_ref_gets_an_http_route_to_the_router(
             assert owner["kind"] == "ArksEndpoint"
             grants = owned(api, "gateway.networking.k8s.io/v1beta1", "referencegrants")
             assert grants == []  # (namespaced to arks-system: look there)
+
             async def grant_made() -> dict[str, Any] | None:
                 return api.get(
                     "gateway.networking.k8s.io/v1beta1",

@@ -175,7 +175,9 @@ async def _no_leaked_tasks() -> AsyncIterator[None]:
         if not leaked:
             return
         await asyncio.sleep(0.02)
-    names = ", ".join(sorted(t.get_name() for t in leaked))
+    names = ", ".join(
+        sorted(f"{t.get_name()} ({getattr(t.get_coro(), '__qualname__', '?')})" for t in leaked)
+    )
     for task in leaked:
         task.cancel()
     pytest.fail(f"test leaked running asyncio tasks: {names}")

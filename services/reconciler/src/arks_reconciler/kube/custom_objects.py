@@ -118,13 +118,15 @@ class CustomObjects:
                 while not stop.is_set():
                     getter = asyncio.ensure_future(self._queue.get())
                     stopped = asyncio.ensure_future(stop.wait())
-                    done, _ = await asyncio.wait(
-                        {getter, stopped}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if getter not in done:
-                        getter.cancel()
+                    try:
+                        await asyncio.wait({getter, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        stopped.cancel()
+                        got = getter.done()
+                        if not got:
+                            getter.cancel()
+                    if not got:
                         break
-                    stopped.cancel()
                     update = getter.result()
                     if isinstance(update, StoreChange) and update.ref.kind not in wanted:
                         continue

@@ -80,13 +80,24 @@ class LocalClient:
         items = self.api.store.items(self.rtype(group, plural), namespace)
         return [copy.deepcopy(obj) for obj in items if matches(obj)]
 
+    def stored(self, group: str, plural: str, namespace: str | None = None) -> builtins.list[Obj]:
+        """The stored objects of a type themselves, not copies: for reading only (the
+        kubelet and the scheduler scan every pod on each change; copying them all made
+        that quadratic). Copy what is kept or changed."""
+        if not self.served(group, plural):
+            return []
+        return self.api.store.items(self.rtype(group, plural), namespace)
+
     def owned_by(self, owner: Obj, group: str, plural: str) -> builtins.list[Obj]:
         """The objects of a type whose controller ownerReference is `owner`."""
         uid = owner["metadata"]["uid"]
         namespace = owner["metadata"].get("namespace")
+        if not self.served(group, plural):
+            return []
+        # Matched on the stored objects, so only the matches are copied (not every one).
         return [
-            obj
-            for obj in self.list(group, plural, namespace)
+            copy.deepcopy(obj)
+            for obj in self.api.store.items(self.rtype(group, plural), namespace)
             if any(
                 ref.get("uid") == uid and ref.get("controller")
                 for ref in obj["metadata"].get("ownerReferences") or []
@@ -149,13 +160,16 @@ class LocalClient:
         meta = regarding["metadata"]
         namespace = meta.get("namespace") or "default"
         kind = "Warning" if warning else "Normal"
-        for existing in self.list("", "events", namespace):
-            involved = existing.get("involvedObject", {})
+        # The stored Events are searched in place (copying every Event of the namespace
+        # for each new one made recording quadratic); only the match is copied.
+        for stored in self.api.store.items(self.rtype("", "events"), namespace):
+            involved = stored.get("involvedObject", {})
             if (
                 involved.get("uid") == meta.get("uid")
-                and existing.get("reason") == reason
-                and existing.get("message") == message
+                and stored.get("reason") == reason
+                and stored.get("message") == message
             ):
+                existing = copy.deepcopy(stored)
                 existing["count"] = int(existing.get("count") or 1) + 1
                 existing["lastTimestamp"] = now()
                 self.update(existing)

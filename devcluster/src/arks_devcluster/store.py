@@ -80,13 +80,15 @@ class Store:
 
     def items(self, rtype: ResourceType, namespace: str | None) -> list[Obj]:
         """The stored objects of a type (in one namespace, or all), by namespace and name."""
-        return [
-            obj
-            for (group, plural, ns, _), obj in sorted(self._objects.items())
-            if group == rtype.group
-            and plural == rtype.plural
-            and (namespace is None or ns == namespace)
+        found = [
+            (key, obj)
+            for key, obj in self._objects.items()
+            if key[0] == rtype.group
+            and key[1] == rtype.plural
+            and (namespace is None or key[2] == namespace)
         ]
+        found.sort(key=lambda item: item[0])  # only this type's keys are sorted
+        return [obj for _, obj in found]
 
     def by_uid(self, uid: str) -> tuple[ResourceType, Obj] | None:
         for (group, plural, _, _), obj in self._objects.items():

@@ -17,6 +17,7 @@ to stop (each within its grace period); any process still alive after that is ki
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,7 +98,7 @@ class Kubelet:
     def _sync_pods(self, group: asyncio.TaskGroup) -> None:
         ours = {
             pod["metadata"]["uid"]: pod
-            for pod in self.client.list("", "pods")
+            for pod in self.client.stored("", "pods")  # read only; a new worker's is a copy
             if (pod.get("spec") or {}).get("nodeName") in self._nodes
         }
         for uid, (worker, task) in list(self.workers.items()):
@@ -114,7 +115,7 @@ class Kubelet:
             if (pod.get("status") or {}).get("phase") in TERMINAL:
                 continue
             try:
-                self._start(group, pod)
+                self._start(group, copy.deepcopy(pod))
             except Exception:  # one pod that cannot start must not stop the others
                 log.exception("cannot run pod %s", pod["metadata"].get("name"))
 

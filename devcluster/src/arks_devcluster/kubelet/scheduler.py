@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from fractions import Fraction
 from typing import Any
@@ -87,7 +88,7 @@ class Scheduler:
         )
 
     def schedule_pending(self) -> None:
-        pods = self.client.list("", "pods")
+        pods = self.client.stored("", "pods")  # read only; the pod bound is a copy
         live = {p["metadata"]["uid"] for p in pods}
         self._failed = {uid: v for uid, v in self._failed.items() if uid in live}
         pending = [p for p in pods if self._wanted(p)]
@@ -104,10 +105,10 @@ class Scheduler:
             if self._failed.get(meta["uid"]) == attempt:
                 continue
             try:
-                self._schedule(pod, pods, attempt)
+                self._schedule(copy.deepcopy(pod), pods, attempt)
             except ApiError as exc:  # the pod changed or went meanwhile: the next pass sees it
                 log.debug("scheduling %s/%s: %s", meta.get("namespace"), meta["name"], exc)
-            pods = self.client.list("", "pods")
+            pods = self.client.stored("", "pods")
 
     def _usage(
         self, pods: list[Obj]

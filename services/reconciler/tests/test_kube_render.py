@@ -603,8 +603,17 @@ def test_deployment_driver_refuses_multi_pod_replicas() -> None:
     assert driver_problems(plan, "rbg") == []
 
 
-def test_a_multi_pod_simulator_and_kube_scheduling_on_lws_are_problems() -> None:
-    assert "engine simulator" in driver_problems(app_plan("sim", 2), "lws")[0]
+def test_kube_scheduling_on_lws_and_multi_pod_deployments_are_problems() -> None:
+    # A simulator group of 2: the leader serves, the worker holds its place.
+    assert driver_problems(app_plan("sim", 2), "lws") == []
+    (worker,) = [
+        o
+        for o in workload_objects(app_plan("sim", 2), driver="lws", images=KubeImages())
+        if o["kind"] == "LeaderWorkerSet"
+    ]
+    command = worker["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["containers"][0]
+    assert "sleep infinity" in command["command"][-1]
+    assert "size: 2 pods per replica" in driver_problems(app_plan("sim", 2), "deployment")[0]
     policy = {"kubeScheduling": {}}
     (problem,) = driver_problems(app_plan("sim", 1, podGroupPolicy=policy), "lws")
     assert problem.startswith("podGroupPolicy.kubeScheduling needs the rbg driver")

@@ -231,7 +231,9 @@ def kube_worker_command(runtime: str, args: EngineArgs) -> list[str]:
         words += [shlex.quote(args.served_model_name), *user]
         return _bash(" ".join(words))
     if runtime == "sim":
-        raise ValueError("the engine simulator runs one process per replica: size must be 1")
+        # The simulator serves from the leader alone; its workers hold their place in
+        # the group (scheduling, gang scheduling, group restarts) until stopped.
+        return _bash("echo 'arks engine-sim worker of $(LWS_LEADER_ADDRESS)'; exec sleep infinity")
     raise ValueError(f"unknown runtime {runtime!r}")
 
 

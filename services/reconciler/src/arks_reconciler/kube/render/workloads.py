@@ -47,11 +47,6 @@ def driver_problems(plan: WorkloadPlan, driver: Driver) -> list[str]:
                 f"{where}size: {size} pods per replica needs the lws or rbg driver; the "
                 "deployment driver runs one pod per replica"
             )
-        if role.template.runtime == "sim" and size > 1:
-            problems.append(
-                f"{where}size: the engine simulator runs one process per replica: size "
-                f"must be 1 (got {size})"
-            )
         instance = engines.role_instance(plan, role.role)
         if instance.active_deadline_seconds is not None:
             problems.append(

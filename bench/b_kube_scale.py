@@ -445,7 +445,12 @@ async def measure_reconciler(ctx: BenchContext, opts: Options) -> tuple[dict[str
             return result, [copy.deepcopy(o) for o in objects]
         finally:
             await bus.close()
-            await reconciler.stop()
+            try:
+                await reconciler.stop()
+            except Exception as exc:  # it ended by itself (LeadershipLost): reported above
+                if "failure" not in result:
+                    raise
+                result["reconciler_exit"] = repr(exc)[:300]
 
 
 async def _kv_bucket(bus: messaging.Bus) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from arks_common.settings import KubernetesSettings, ServiceSettings
 
@@ -91,6 +91,19 @@ class LocalSettings(BaseModel):
     engine_env: dict[str, str] = Field(
         default_factory=dict, description="Extra environment of every replica."
     )
+    gpus: list[str] | None = Field(
+        None,
+        description="GPU ids replicas may be given (CUDA_VISIBLE_DEVICES values), e.g. "
+        '["0","1"] or "0,1"; [] for none. Unset: the GPUs `nvidia-smi -L` lists, none when '
+        "it is missing.",
+    )
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpu_list(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _port_range(self) -> Self:

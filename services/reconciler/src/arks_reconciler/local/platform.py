@@ -16,12 +16,18 @@
   `<models_dir>/models/<ns>/<name>`); a Hugging Face source goes through the model-cache
   service (`models`).
 - Static `routeConfigs` with a port route to `http://127.0.0.1:<port>`.
+- `instanceSpec` (`instance`): GPU requests become `CUDA_VISIBLE_DEVICES` assignments
+  from the machine's GPUs (`gpus`), `env` `valueFrom.fieldRef` is resolved, probes
+  replace the `/health` poll (`probing`); `runtimeImage`, `volumes`, `volumeMounts`,
+  `initContainers`, unresolvable `valueFrom` and GPU requests larger than the machine
+  are refused by `check` (Precheck False, a condition naming the field and the fix).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import httpx
 
@@ -30,7 +36,9 @@ from arks_common.messaging import Bus
 from arks_common.store import Obj, ObjectRef, ResourceStore
 from arks_reconciler import plans
 from arks_reconciler.leading import SoleLeader
+from arks_reconciler.local import instance
 from arks_reconciler.local.engines import Engines
+from arks_reconciler.local.gpus import discover_with_nvidia_smi
 from arks_reconciler.local.leasing import Leases, app_holder, model_holders
 from arks_reconciler.local.models import ModelCacheClient
 from arks_reconciler.local.registry import ReplicaRegistry
@@ -61,12 +69,15 @@ class LocalPlatform:
         bus: Bus,
         store: ResourceStore,
         client: httpx.AsyncClient,
+        discover_gpus: Callable[[], list[str]] = discover_with_nvidia_smi,
     ) -> None:
         self.settings = settings
         self.bus = bus
         self.store = store
         self.engines = Engines(settings)
-        self.supervisor = Supervisor(settings, ReplicaRegistry(bus), self.engines, client)
+        self.supervisor = Supervisor(
+            settings, ReplicaRegistry(bus), self.engines, client, discover_gpus
+        )
         self.models = ModelCacheClient(bus)
         self.leases = Leases(settings.cache_root)
         self.leadership = SoleLeader()
@@ -96,6 +107,11 @@ class LocalPlatform:
     # ------------------------------------------------------------------ applications
     def check(self, resource: AnyApplication) -> list[Problem]:
         problems = argument_problems(resource)
+        image = instance.runtime_image_problem(resource)
+        if image is not None:
+            problems.append(image)
+        _, instance_problems = self._local_specs(resource)
+        problems += instance_problems
         if isinstance(resource, arks.ArksApplication):
             spec = resource.spec
             if spec.runtime == "dynamo":
@@ -127,6 +143,29 @@ class LocalPlatform:
             )
         return problems
 
+    def _local_specs(
+        self, resource: AnyApplication
+    ) -> tuple[dict[str, instance.LocalSpec], list[Problem]]:
+        specs: dict[str, instance.LocalSpec] = {}
+        problems: list[Problem] = []
+        share = instance.share_gpus(resource)
+        inventory = self.supervisor.gpus.inventory
+        for role, (where, spec) in instance.instance_specs(resource).items():
+            local, found = instance.local_spec(spec, where, share=share)
+            specs[role] = local
+            problems += found
+            if local.gpus > len(inventory):
+                ids = f" ({', '.join(inventory)})" if inventory else ""
+                problems.append(
+                    Problem(
+                        "InsufficientGPUs",
+                        f"{where}.resources asks for {local.gpus} nvidia.com/gpu per replica, "
+                        f"but this machine has {len(inventory)} GPU(s){ids}: lower the "
+                        "request, set ARKS_LOCAL__GPUS, or use the kubernetes platform",
+                    )
+                )
+        return specs, problems
+
     def entry_role(self, resource: arks.ArksDisaggregatedApplication) -> str:
         return plans.DECODE_ROLE
 
@@ -149,7 +188,8 @@ class LocalPlatform:
         else:
             self._problems.pop(plan.ref, None)
             await self._lease(plan)
-            await self.supervisor.ensure(plan, roles, prefixes)
+            specs, _ = self._local_specs(plan.resource)
+            await self.supervisor.ensure(plan, roles, prefixes, specs)
         observation = self.observe_workload(plan.ref)
         assert observation is not None or problem is None
         return observation or WorkloadObservation(entry_role=plan.entry_role)

@@ -53,6 +53,9 @@ class ReplicaRecord(BaseModel):
     log_path: str
     started_at: datetime
     restarts: int = 0
+    gpus: list[str] = []
+    """GPU ids it was given (CUDA_VISIBLE_DEVICES), held again when adopted."""
+    shared_gpus: bool = False
 
     @property
     def key(self) -> str:

@@ -15,6 +15,14 @@ every live replica concurrently, restarts replicas whose backoff has passed, sta
 and retries registry writes that failed. Every state change calls `notify(owner)` so the
 core reconciles the owning application (status, routes) at once.
 
+Probes: when the role's `instanceSpec` gives readiness/liveness/startup probes they
+replace the `/health` poll (see `probing`). GPUs: a replica whose role asks for
+`nvidia.com/gpu` is given that many GPUs of the pool (`gpus`) before its process
+starts, as `CUDA_VISIBLE_DEVICES`; when not enough are free it waits in BackOff with a
+message saying so ("waiting for GPUs: needs 2 GPUs, 1 free (3) ...") and tries again
+every tick; it keeps them across restarts (and reconciler restarts: they are recorded)
+and gives them back when it stops.
+
 A replica keeps its name and, when still free, its port across restarts. After a
 reconciler restart `adopt()` takes over every recorded process that is still the same
 process (pid, start time, boot id, markers) and kills marked processes nobody recorded
@@ -27,9 +35,10 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import socket
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,8 +48,10 @@ import httpx
 
 from arks_common.errors import RetryableError
 from arks_common.store import ObjectRef
-from arks_reconciler.local import processes
+from arks_reconciler.local import probing, processes
 from arks_reconciler.local.engines import Engines
+from arks_reconciler.local.gpus import GpuPool, Shortage, discover_with_nvidia_smi
+from arks_reconciler.local.instance import LocalSpec, Probe, resolve_field
 from arks_reconciler.local.ports import PortAllocator
 from arks_reconciler.local.registry import ReplicaRecord, ReplicaRegistry
 from arks_reconciler.local.rollout import ReplicaView, plan_rollout
@@ -73,6 +84,16 @@ class Replica:
     created: float
     backoff: float
     template: ReplicaTemplate | None = None
+    local: LocalSpec | None = None
+    """The role's local settings (GPUs, env from fields, probes); None until claimed."""
+    gpus: tuple[str, ...] = ()
+    shared_gpus: bool = False
+    waiting_for_gpus: bool = False
+    env: dict[str, str] | None = None
+    """The environment its process was started with (exec probes run with it)."""
+    started_ok: bool = False
+    """Its startup probe succeeded (or it has none)."""
+    probes: dict[str, probing.ProbeState] = field(default_factory=dict)
     prefix: list[str] = field(default_factory=list)
     state: ReplicaState = ReplicaState.STARTING
     process: asyncio.subprocess.Process | None = None
@@ -115,6 +136,8 @@ class Replica:
             log_path=str(self.log_path),
             started_at=self.started_at,
             restarts=self.restarts,
+            gpus=list(self.gpus),
+            shared_gpus=self.shared_gpus,
         )
 
 
@@ -134,8 +157,11 @@ class Supervisor:
         registry: ReplicaRegistry,
         engines: Engines,
         client: httpx.AsyncClient,
+        discover_gpus: Callable[[], list[str]] = discover_with_nvidia_smi,
     ) -> None:
         self.settings = settings
+        self.gpus = GpuPool(settings.gpus, discover_gpus)
+        self.node = socket.gethostname()
         self.registry = registry
         self.engines = engines
         self.client = client
@@ -167,6 +193,7 @@ class Supervisor:
             replica = self._replica_from(record)
             self.replicas[replica.name] = replica
             self.ports.reserve(record.port)
+            self.gpus.reserve(record.name, record.gpus, shared=record.shared_gpus)
             adopted.append(record.name)
             adopted_pids.add(record.pid)
             log.info("adopted replica %s (pid %d, port %d)", record.name, record.pid, record.port)
@@ -198,6 +225,8 @@ class Supervisor:
             started=time.monotonic(),
             started_at=record.started_at,
             restarts=record.restarts,
+            gpus=tuple(record.gpus),
+            shared_gpus=record.shared_gpus,
             message="adopted; waiting for /health",
         )
 
@@ -243,21 +272,28 @@ class Supervisor:
 
     # ------------------------------------------------------------------ desired state
     async def ensure(
-        self, plan: WorkloadPlan, roles: Sequence[RolePlan], prefixes: dict[str, list[str]]
+        self,
+        plan: WorkloadPlan,
+        roles: Sequence[RolePlan],
+        prefixes: dict[str, list[str]],
+        specs: Mapping[str, LocalSpec] | None = None,
     ) -> None:
         """Start and stop replicas so each role converges towards the plan (one step)."""
         async with self._locks[plan.ref]:
             wanted_roles = {role.role for role in roles}
             for role in roles:
+                spec = (specs or {}).get(role.role, LocalSpec())
+                wanted_hash = spec.fingerprint(role.template.hash)
                 members = [
                     r
                     for r in self.members(plan.ref, role.role)
                     if r.state is not ReplicaState.STOPPING
                 ]
                 for r in members:
-                    r.updated = r.template_hash == role.template.hash and r.owner_uid == plan.uid
+                    r.updated = r.template_hash == wanted_hash and r.owner_uid == plan.uid
                     if r.updated:
                         r.template = role.template
+                        r.local = spec
                         r.prefix = prefixes[role.role]
                 views = [
                     ReplicaView(r.name, r.updated, r.state is ReplicaState.READY, r.created)
@@ -267,7 +303,7 @@ class Supervisor:
                 for name in step.stop:
                     self._begin_stop(self.replicas[name])
                 for _ in range(step.start):
-                    await self._create(plan, role, prefixes[role.role])
+                    await self._create(plan, role, prefixes[role.role], spec, wanted_hash)
             for r in self.members(plan.ref):
                 if r.role not in wanted_roles:
                     self._begin_stop(r)
@@ -286,7 +322,14 @@ class Supervisor:
             if name not in self.replicas:
                 return name
 
-    async def _create(self, plan: WorkloadPlan, role: RolePlan, prefix: list[str]) -> None:
+    async def _create(
+        self,
+        plan: WorkloadPlan,
+        role: RolePlan,
+        prefix: list[str],
+        spec: LocalSpec | None = None,
+        template_hash: str | None = None,
+    ) -> None:
         self._order += 1
         name = self._new_name(plan.ref.name, role.role)
         replica = Replica(
@@ -295,28 +338,68 @@ class Supervisor:
             owner_uid=plan.uid,
             role=role.role,
             runtime=role.template.runtime,
-            template_hash=role.template.hash,
+            template_hash=template_hash or role.template.hash,
             port=0,
             log_path=self.settings.logs.absolute() / f"{plan.ref.namespace}.{name}.log",
             created=self._order,
             backoff=self.settings.restart_backoff_initial,
             template=role.template,
+            local=spec,
             prefix=prefix,
         )
         self.replicas[name] = replica
         log.info("starting replica %s of %s %s/%s", name, *_ref_parts(plan.ref))
         await self._spawn(replica)
 
+    def _assign_gpus(self, r: Replica) -> bool:
+        """Give the replica its GPUs; False (and BackOff saying why) when too few are free."""
+        spec = r.local or LocalSpec()
+        got = self.gpus.allocate(r.name, spec.gpus, shared=spec.share_gpus)
+        if isinstance(got, Shortage):
+            r.waiting_for_gpus = True
+            r.state = ReplicaState.BACKOFF
+            r.ready_since = None
+            r.restart_at = time.monotonic() + self.settings.health_interval
+            if r.message != got.message:
+                r.message = got.message
+                log.warning("replica %s is %s", r.name, got.message)
+                self._notify(r.owner)
+            return False
+        r.waiting_for_gpus = False
+        r.gpus, r.shared_gpus = got, spec.share_gpus
+        return True
+
+    def _env(self, r: Replica) -> dict[str, str]:
+        assert r.template is not None
+        env = self.engines.env(r.template, name=r.name, scope=self.scope)
+        spec = r.local or LocalSpec()
+        for variable, path in spec.field_env:
+            env[variable] = resolve_field(
+                path,
+                replica=r.name,
+                namespace=r.owner.namespace,
+                host=self.settings.host,
+                node=self.node,
+            )
+        if spec.gpus > 0:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(r.gpus)
+        return env
+
     async def _spawn(self, r: Replica) -> None:
         assert r.template is not None
+        if not self._assign_gpus(r):
+            return
         self.ports.release(r.port)
         r.port = self.ports.allocate(prefer=r.port or None)
         r.argv = self.engines.argv(r.prefix, r.template, r.port)
-        env = self.engines.env(r.template, name=r.name, scope=self.scope)
+        env = self._env(r)
+        r.env = env
         r.started = time.monotonic()
         r.started_at = datetime.now(UTC)
         r.failures = 0
         r.ready_since = None
+        r.started_ok = False
+        r.probes = {}
         try:
             handle = await asyncio.to_thread(_open_log, r.log_path, r.argv)
             try:
@@ -388,6 +471,7 @@ class Supervisor:
         finally:
             self.ports.release(r.port)
             if self.replicas.get(r.name) is r:
+                self.gpus.release(r.name)
                 del self.replicas[r.name]
             r.gone.set()
             self._notify(r.owner)
@@ -448,10 +532,7 @@ class Supervisor:
             await self._exited(r, code)
         exited = {id(r) for r, _ in exits}
         checked = [r for r in live if id(r) not in exited]
-        results = await asyncio.gather(*(self._healthy(r) for r in checked))
-        for r, ok in zip(checked, results, strict=True):
-            if r.state in LIVE:
-                self._health(r, ok, now)
+        await asyncio.gather(*(self._check(r, now) for r in checked))
         for r in list(self.replicas.values()):
             if r.state is ReplicaState.BACKOFF and not r.killing and r.restart_at <= now:
                 if self._locks[r.owner].locked():
@@ -459,6 +540,84 @@ class Supervisor:
                 await self._restart(r)
             elif r.dirty and r.state is not ReplicaState.STOPPING:
                 await self._record(r)
+
+    async def _check(self, r: Replica, now: float) -> None:
+        spec = r.local
+        if spec is None or (spec.readiness, spec.liveness, spec.startup) == (None, None, None):
+            ok = await self._healthy(r)
+            if r.state in LIVE:
+                self._health(r, ok, now)
+            return
+        await self._probe(r, spec, now)
+
+    async def _run_probe(self, r: Replica, key: str, probe: Probe, now: float) -> bool | None:
+        """Run a probe when due; None when it is not due or the replica changed meanwhile."""
+        state = r.probes.setdefault(key, probing.ProbeState())
+        if not state.due(probe, now, r.started):
+            return None
+        state.last_run = now
+        ok = await probing.run(
+            probe, host=self.settings.host, port=r.port, client=self.client, env=r.env
+        )
+        if r.state not in LIVE or r.killing:
+            return None
+        state.count(ok)
+        return ok
+
+    async def _probe(self, r: Replica, spec: LocalSpec, now: float) -> None:
+        if not r.started_ok:
+            if spec.startup is None:
+                r.started_ok = True
+            else:
+                ok = await self._run_probe(r, "startup", spec.startup, now)
+                if ok is None:
+                    return
+                failures = r.probes["startup"].failures
+                if ok:
+                    r.started_ok = True
+                    r.message = "started; waiting for the readiness check"
+                elif failures >= spec.startup.failure_threshold:
+                    self._kill_and_back_off(r, f"startup probe failed {failures} times in a row")
+                return
+        if spec.liveness is not None:
+            ok = await self._run_probe(r, "liveness", spec.liveness, now)
+            failures = r.probes["liveness"].failures if "liveness" in r.probes else 0
+            if ok is False and failures >= spec.liveness.failure_threshold:
+                self._kill_and_back_off(r, f"liveness probe failed {failures} times in a row")
+                return
+        timeout_applies = spec.startup is None and spec.liveness is None
+        if spec.readiness is None:
+            ok = await self._healthy(r)
+            if r.state in LIVE and not r.killing:
+                self._health(r, ok, now, may_kill=timeout_applies)
+            return
+        ready = await self._run_probe(r, "readiness", spec.readiness, now)
+        state = r.probes.get("readiness")
+        if ready is None or state is None:
+            if (
+                timeout_applies
+                and r.state is ReplicaState.STARTING
+                and now - r.started > self.settings.startup_timeout
+            ):
+                self._kill_and_back_off(r, f"not ready within {self.settings.startup_timeout:.0f}s")
+            return
+        if ready and state.successes >= spec.readiness.success_threshold:
+            self._health(r, True, now)
+        elif not ready and (
+            r.state is ReplicaState.STARTING or state.failures >= spec.readiness.failure_threshold
+        ):
+            if r.state is ReplicaState.STARTING:
+                r.message = f"starting: readiness probe failed {state.failures} time(s)"
+                if timeout_applies and now - r.started > self.settings.startup_timeout:
+                    self._kill_and_back_off(
+                        r, f"not ready within {self.settings.startup_timeout:.0f}s"
+                    )
+            elif r.state is ReplicaState.READY:
+                r.state = ReplicaState.UNREADY
+                r.ready_since = None
+                r.message = f"readiness probe failed {state.failures} times in a row"
+                log.warning("replica %s is unready: %s", r.name, r.message)
+                self._notify(r.owner)
 
     async def _healthy(self, r: Replica) -> bool:
         try:
@@ -469,7 +628,7 @@ class Supervisor:
             return False
         return response.status_code == 200
 
-    def _health(self, r: Replica, ok: bool, now: float) -> None:
+    def _health(self, r: Replica, ok: bool, now: float, *, may_kill: bool = True) -> None:
         s = self.settings
         if ok:
             r.failures = 0
@@ -484,7 +643,7 @@ class Supervisor:
             return
         r.failures += 1
         if r.state is ReplicaState.STARTING:
-            if now - r.started > s.startup_timeout:
+            if may_kill and now - r.started > s.startup_timeout:
                 self._kill_and_back_off(r, f"not ready within {s.startup_timeout:.0f}s")
             return
         if r.state is ReplicaState.READY and r.failures >= s.failure_threshold:
@@ -493,7 +652,7 @@ class Supervisor:
             r.message = f"failed {r.failures} health checks in a row"
             log.warning("replica %s is unready: %s", r.name, r.message)
             self._notify(r.owner)
-        elif r.state is ReplicaState.UNREADY and r.failures >= 3 * s.failure_threshold:
+        elif may_kill and r.state is ReplicaState.UNREADY and r.failures >= 3 * s.failure_threshold:
             self._kill_and_back_off(r, f"failed {r.failures} health checks in a row")
 
     async def _exited(self, r: Replica, code: int | None) -> None:
@@ -538,6 +697,9 @@ class Supervisor:
             return
         async with self._locks[r.owner]:
             if r.state is not ReplicaState.BACKOFF or self.replicas.get(r.name) is not r:
+                return
+            if r.waiting_for_gpus:
+                await self._spawn(r)  # not a restart: it never ran
                 return
             r.restarts += 1
             log.info("restarting replica %s (restart %d)", r.name, r.restarts)

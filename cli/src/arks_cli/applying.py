@@ -1,7 +1,7 @@
-"""`arks apply` and `arks delete`: writing objects to the local resource store.
+"""`arks apply` and `arks delete`: writing objects to the platform (`backends.Resources`).
 
 `apply` creates or updates each object (spec, labels and annotations; status is the
-reconciler's) and prints what happened to it as kubectl does:
+services') and prints what happened to it as kubectl does:
 `arksapplication.arks.ai/app-qwen created|configured|unchanged`. All documents are
 validated first (see `manifests`), so an invalid file changes nothing.
 
@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from arks_cli.backends import Resources
 from arks_cli.errors import CliError
+from arks_cli.local_resources import LocalResources
 from arks_cli.manifests import Manifest
 from arks_cli.printing import qualified_name
 from arks_common.errors import ArksError
@@ -25,13 +27,17 @@ from arks_common.store import ObjectRef, ResourceStore
 Echo = Callable[[str], None]
 
 
-async def apply_manifests(store: ResourceStore, manifests: list[Manifest], echo: Echo) -> None:
-    """Apply every object in order, printing one line per object."""
+async def apply_manifests(
+    target: Resources | ResourceStore, manifests: list[Manifest], echo: Echo
+) -> None:
+    """Apply every object in order, printing one line per object (`arks up` passes its
+    local store)."""
+    resources = LocalResources(target) if isinstance(target, ResourceStore) else target
     for manifest in manifests:
         ref = ObjectRef.of(manifest.obj)
         info = kind_info(ref.kind)
         try:
-            _, outcome = await store.apply(manifest.obj)
+            outcome = await resources.apply(manifest)
         except ArksError as exc:
             raise CliError(f"{qualified_name(info, ref.name)}: {exc}") from exc
         echo(f"{qualified_name(info, ref.name)} {outcome}")
@@ -51,20 +57,20 @@ def targets_from_manifests(manifests: list[Manifest]) -> list[DeleteTarget]:
     ]
 
 
-async def all_targets(store: ResourceStore, info: KindInfo, namespace: str) -> list[DeleteTarget]:
+async def all_targets(resources: Resources, info: KindInfo, namespace: str) -> list[DeleteTarget]:
     """Every object of a kind in a namespace (`delete KIND --all`)."""
-    objects = await store.list(info.kind, namespace)
+    objects = await resources.list(info.kind, namespace)
     return [DeleteTarget(info, namespace, str(o["metadata"]["name"])) for o in objects]
 
 
 async def delete_targets(
-    store: ResourceStore, targets: list[DeleteTarget], *, ignore_not_found: bool, echo: Echo
+    resources: Resources, targets: list[DeleteTarget], *, ignore_not_found: bool, echo: Echo
 ) -> None:
     """Delete each target; missing ones fail the command after the others are deleted."""
     missing: list[str] = []
     for target in targets:
         try:
-            existed = await store.delete(target.info.kind, target.namespace, target.name)
+            existed = await resources.delete(target.info.kind, target.namespace, target.name)
         except ArksError as exc:
             raise CliError(f"{qualified_name(target.info, target.name)}: {exc}") from exc
         if existed:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 
+from arks_cli.backends import PLATFORM_ENV, PLATFORMS
 from arks_cli.getting import OUTPUTS
 from arks_cli.service_catalog import SERVICES
 
 DESCRIPTION = """\
 Arks on one machine: `arks up` runs NATS, Valkey and every service (what `make run`
-does); the other commands manage arks.ai/v1 resources in that stack.
+does); the other commands manage arks.ai/v1 resources in that stack, or in a
+Kubernetes cluster with --platform kubernetes (or --kubeconfig/--context).
 """
 
 EPILOG = """\
@@ -25,6 +27,7 @@ examples:
   arks describe arksapplication app-qwen   conditions and recent events
   arks token create alice --endpoint qwen-7b --rpm 60 --quota basic-quota
   arks usage --by token
+  arks --kubeconfig ~/.kube/config get arkapp   the same, on a Kubernetes cluster
 """
 
 
@@ -32,13 +35,44 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--nats-url",
         metavar="URL",
-        help="NATS of the stack (default: $ARKS_NATS__URL, then .arks/state.json, "
+        help="NATS of the local stack (default: $ARKS_NATS__URL, then .arks/state.json, "
         "then nats://127.0.0.1:4222)",
     )
 
 
+def _platform_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--platform, --kubeconfig, --context: before the command (`top`) or after it; the
+    subcommand's copy leaves the value alone unless given there (SUPPRESS)."""
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--platform",
+        choices=PLATFORMS,
+        default=default,
+        help=f"local (the `arks up` stack) or kubernetes (default: ${PLATFORM_ENV}, "
+        "else kubernetes when --kubeconfig or --context is given, else local)",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        default=default,
+        help="kubeconfig of the cluster (implies --platform kubernetes; "
+        "default there: $KUBECONFIG, then ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--context",
+        metavar="NAME",
+        default=default,
+        help="kubeconfig context (implies --platform kubernetes; default: the current one)",
+    )
+
+
 def _namespace_flags(parser: argparse.ArgumentParser, *, all_namespaces: bool) -> None:
-    parser.add_argument("-n", "--namespace", metavar="NS", help="namespace (default: default)")
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        metavar="NS",
+        help="namespace (default: default; on Kubernetes the kubeconfig context's)",
+    )
     if all_namespaces:
         parser.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
 
@@ -50,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _platform_flags(parser, top=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     up = commands.add_parser(
@@ -129,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _namespace_flags(apply, all_namespaces=False)
     _connection_flags(apply)
+    _platform_flags(apply, top=False)
     apply.set_defaults(handler="apply")
 
     get = commands.add_parser("get", help="list objects, or show some by name")
@@ -137,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     _namespace_flags(get, all_namespaces=True)
     get.add_argument("-o", "--output", choices=OUTPUTS, help="wide, yaml, json or name")
     _connection_flags(get)
+    _platform_flags(get, top=False)
     get.set_defaults(handler="get")
 
     describe = commands.add_parser(
@@ -146,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("names", metavar="NAME", nargs="*")
     _namespace_flags(describe, all_namespaces=False)
     _connection_flags(describe)
+    _platform_flags(describe, top=False)
     describe.set_defaults(handler="describe")
 
     delete = commands.add_parser("delete", help="delete objects by name or from files")
@@ -160,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _namespace_flags(delete, all_namespaces=False)
     _connection_flags(delete)
+    _platform_flags(delete, top=False)
     delete.set_defaults(handler="delete")
 
     token = commands.add_parser("token", help="manage ArksTokens")
@@ -185,9 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
         create.add_argument(f"--{limit}", type=int, metavar="N", help=what)
     create.add_argument("--quota", metavar="Q", help="ArksQuota charged for the usage")
     _connection_flags(create)
+    _platform_flags(create, top=False)
     create.set_defaults(handler="token_create")
 
-    usage = commands.add_parser("usage", help="token usage counted by the accountant")
+    usage = commands.add_parser(
+        "usage",
+        help="token usage counted by the accountant (on Kubernetes: ArksQuota status)",
+    )
     _namespace_flags(usage, all_namespaces=True)
     usage.add_argument(
         "--by",
@@ -201,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Redis/Valkey of the stack (default: $ARKS_REDIS__URL, then .arks/state.json)",
     )
     _connection_flags(usage)
+    _platform_flags(usage, top=False)
     usage.set_defaults(handler="usage")
 
     secret = commands.add_parser(

@@ -2,7 +2,9 @@
 
 Each handler takes the parsed arguments and returns an exit code; user errors are
 raised as `CliError` and printed by `__main__`. Handlers that talk to the stack run
-on asyncio (`asyncio.run` in `run_command`), each in its own event loop.
+on asyncio (`asyncio.run` in `run_command`), each in its own event loop. The resource
+commands work on the platform `backends.choose_platform` picks from the flags: the
+local stack or a Kubernetes cluster.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from typing import Any
 import yaml
 
 from arks_cli import applying, credentials, describing, getting, usage_reporting
-from arks_cli.connecting import open_bus, open_store, resolve_targets
+from arks_cli.backends import Platform, choose_platform, default_namespace, open_resources
+from arks_cli.connecting import open_bus, resolve_targets
 from arks_cli.errors import CliError, NotRunningError
 from arks_cli.manifests import read_manifests
 from arks_cli.stack_state import find_state_dir
 from arks_cli.token_creating import TokenRequest, create_token
 from arks_common.access import Credentials
 
-DEFAULT_NAMESPACE = "default"
 PACKAGES = (
     "arks-cli",
     "arks-common",
@@ -48,23 +50,35 @@ def err(text: str) -> None:
     sys.stderr.flush()
 
 
-def _namespace(args: argparse.Namespace) -> str:
-    return str(getattr(args, "namespace", None) or DEFAULT_NAMESPACE)
+def _platform(args: argparse.Namespace) -> Platform:
+    return choose_platform(
+        getattr(args, "platform", None),
+        kubeconfig=getattr(args, "kubeconfig", None),
+        context=getattr(args, "context", None),
+        nats_url=getattr(args, "nats_url", None),
+        redis_url=getattr(args, "redis_url", None),
+    )
+
+
+def _namespace(args: argparse.Namespace, platform: Platform) -> str:
+    return str(getattr(args, "namespace", None) or default_namespace(platform))
 
 
 async def apply(args: argparse.Namespace) -> int:
-    manifests = read_manifests(list(args.filename), args.namespace)
-    async with open_store(resolve_targets(args.nats_url)) as store:
-        await applying.apply_manifests(store, manifests, out)
+    platform = _platform(args)
+    manifests = read_manifests(list(args.filename), args.namespace, _namespace(args, platform))
+    async with open_resources(platform) as resources:
+        await applying.apply_manifests(resources, manifests, out)
     return 0
 
 
 async def get(args: argparse.Namespace) -> int:
+    platform = _platform(args)
     query = getting.build_query(
-        args.kind, list(args.names), _namespace(args), bool(args.all_namespaces)
+        args.kind, list(args.names), _namespace(args, platform), bool(args.all_namespaces)
     )
-    async with open_store(resolve_targets(args.nats_url)) as store:
-        found = await getting.fetch(store, query)
+    async with open_resources(platform) as resources:
+        found = await getting.fetch(resources, query)
     text = getting.render(found, query, args.output)
     if text:
         sys.stdout.write(text)
@@ -76,22 +90,16 @@ async def get(args: argparse.Namespace) -> int:
 
 
 async def describe(args: argparse.Namespace) -> int:
-    query = getting.build_query(args.kind, list(args.names), _namespace(args), False)
+    platform = _platform(args)
+    query = getting.build_query(args.kind, list(args.names), _namespace(args, platform), False)
     if len(query.kinds) != 1:
         raise CliError("describe takes one resource type")
     info = query.kinds[0]
-    url = resolve_targets(args.nats_url)
-    async with open_store(url) as store:
-        found = await getting.fetch(store, query)
-        texts = []
-        for obj in found.objects:
-            history = await describing.recent_events(
-                store.bus,
-                info,
-                obj["metadata"].get("namespace", "default"),
-                obj["metadata"]["name"],
-            )
-            texts.append(describing.render(info, obj, history))
+    async with open_resources(platform) as resources:
+        found = await getting.fetch(resources, query)
+        texts = [
+            describing.render(info, obj, await resources.events(info, obj)) for obj in found.objects
+        ]
     if texts:
         sys.stdout.write("\n\n".join(texts))
     elif not found.missing:
@@ -102,16 +110,17 @@ async def describe(args: argparse.Namespace) -> int:
 
 
 async def delete(args: argparse.Namespace) -> int:
-    namespace = _namespace(args)
+    platform = _platform(args)
+    namespace = _namespace(args, platform)
     if args.filename:
         if args.kind or args.names or args.all:
             raise CliError("give either -f FILE or KIND NAME..., not both")
         targets = applying.targets_from_manifests(
-            read_manifests(list(args.filename), args.namespace)
+            read_manifests(list(args.filename), args.namespace, namespace)
         )
-        async with open_store(resolve_targets(args.nats_url)) as store:
+        async with open_resources(platform) as resources:
             await applying.delete_targets(
-                store, targets, ignore_not_found=args.ignore_not_found, echo=out
+                resources, targets, ignore_not_found=args.ignore_not_found, echo=out
             )
         return 0
     if not args.kind:
@@ -122,23 +131,24 @@ async def delete(args: argparse.Namespace) -> int:
     info = query.kinds[0]
     if not query.names and not args.all:
         raise CliError(f"give the names of the {info.plural} to delete, or --all")
-    async with open_store(resolve_targets(args.nats_url)) as store:
+    async with open_resources(platform) as resources:
         if args.all:
-            targets = await applying.all_targets(store, info, namespace)
+            targets = await applying.all_targets(resources, info, namespace)
             if not targets:
                 err(getting.nothing_found_message(query))
         else:
             targets = [applying.DeleteTarget(info, namespace, n) for n in query.names]
         await applying.delete_targets(
-            store, targets, ignore_not_found=args.ignore_not_found, echo=out
+            resources, targets, ignore_not_found=args.ignore_not_found, echo=out
         )
     return 0
 
 
 async def token_create(args: argparse.Namespace) -> int:
+    platform = _platform(args)
     request = TokenRequest(
         name=args.name,
-        namespace=_namespace(args),
+        namespace=_namespace(args, platform),
         endpoints=list(args.endpoint),
         rpm=args.rpm,
         tpm=args.tpm,
@@ -146,23 +156,33 @@ async def token_create(args: argparse.Namespace) -> int:
         tpd=args.tpd,
         quota=args.quota,
     )
-    async with open_store(resolve_targets(args.nats_url)) as store:
+    async with open_resources(platform) as resources:
         for endpoint in request.endpoints:
-            if await store.get("ArksEndpoint", request.namespace, endpoint) is None:
+            if await resources.get("ArksEndpoint", request.namespace, endpoint) is None:
                 err(f"warning: ArksEndpoint {request.namespace}/{endpoint} does not exist (yet)")
-        if request.quota and await store.get("ArksQuota", request.namespace, request.quota) is None:
+        if request.quota and (
+            await resources.get("ArksQuota", request.namespace, request.quota) is None
+        ):
             err(f"warning: ArksQuota {request.namespace}/{request.quota} does not exist (yet)")
-        token, label = await create_token(store, request)
+        token, label = await create_token(resources, request)
     err(f"{label} created; the token is shown only now:")
     out(token)
     return 0
 
 
 async def usage(args: argparse.Namespace) -> int:
-    targets = resolve_targets(args.nats_url, redis_url=args.redis_url)
-    namespace = None if args.all_namespaces else args.namespace
-    async with open_bus(targets) as bus:
-        report = await usage_reporting.collect(targets.redis, bus, namespace=namespace, by=args.by)
+    platform = _platform(args)
+    namespace = None if args.all_namespaces else args.namespace  # all unless -n
+    if platform.name == "kubernetes":
+        async with open_resources(platform) as resources:
+            quotas = await resources.list("ArksQuota", namespace)
+        report = usage_reporting.from_quota_status(quotas, by=args.by)
+    else:
+        targets = resolve_targets(args.nats_url, redis_url=args.redis_url)
+        async with open_bus(targets) as bus:
+            report = await usage_reporting.collect(
+                targets.redis, bus, namespace=namespace, by=args.by
+            )
     sys.stdout.write(usage_reporting.render(report))
     return 0
 

@@ -2,34 +2,39 @@
 
 The layout follows `kubectl describe` for custom resources: identity first, then spec
 and status as indented `Title Case:` fields, then a conditions table and the events.
-Events are the object's `ResourceStatusChanged` history from the
-`ARKS_RESOURCE_EVENTS` stream, read with a short-lived ephemeral consumer (the stream
-keeps the last 50 per object). An ArksToken's secret is never shown: describe prints
-its sha256 prefix instead.
+Events come from the platform (`backends.Resources.events`): on the local stack the
+object's `ResourceStatusChanged` history, on Kubernetes its core/v1 Events (with a From
+column, and kubectl's `(x3 over 5m)` for repeated ones). An ArksToken's secret is never
+shown: describe prints its sha256 prefix instead.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import nats.errors
-import nats.js.errors
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
 from arks_cli.printing import NONE, age_of, human_age, render_table
-from arks_common import events, subjects
-from arks_common.errors import PermanentError
-from arks_common.messaging import Bus
 from arks_common.resources import KindInfo, hash_token
 
 Obj = dict[str, Any]
-EVENT_LIMIT = 20
 _WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_FETCH_TIMEOUT = 0.5
+
+
+@dataclass(frozen=True)
+class EventLine:
+    """One row of the Events table, whichever platform recorded it."""
+
+    type: str
+    reason: str
+    at: datetime | None
+    message: str
+    source: str = ""
+    """Who reported it (Kubernetes Events' `source.component`); '' on the local stack."""
+    count: int = 1
+    first_at: datetime | None = None
 
 
 def title(key: str) -> str:
@@ -102,23 +107,41 @@ def _conditions_table(conditions: Sequence[Obj], now: datetime) -> list[str]:
     return ["Conditions:", *("  " + line for line in table.splitlines())]
 
 
-def _events_table(history: Sequence[events.ResourceStatusChanged], now: datetime) -> list[str]:
+def _age(at: datetime | None, now: datetime) -> str:
+    return human_age((now - at.astimezone(UTC)).total_seconds()) if at else "<unknown>"
+
+
+def _event_age(event: EventLine, now: datetime) -> str:
+    """kubectl's Age of an event: `5m`, or `5m (x3 over 20m)` when it repeated."""
+    age = _age(event.at, now)
+    if event.count > 1 and event.first_at is not None:
+        return f"{age} (x{event.count} over {_age(event.first_at, now)})"
+    return age
+
+
+def _events_table(history: Sequence[EventLine], now: datetime) -> list[str]:
     if not history:
         return [f"Events:  {NONE}"]
-    rows = []
-    for event in history:
-        age = human_age((now - event.occurred_at.astimezone(UTC)).total_seconds())
-        reason = event.reason or event.phase or "StatusChanged"
-        message = event.message or (f"phase {event.phase}" if event.phase else "")
-        rows.append([event.event_type, reason, age, message])
-    table = render_table(["Type", "Reason", "Age", "Message"], rows)
+    with_source = any(event.source for event in history)
+    headers = ["Type", "Reason", "Age", *(["From"] if with_source else []), "Message"]
+    rows = [
+        [
+            event.type,
+            event.reason,
+            _event_age(event, now),
+            *([event.source] if with_source else []),
+            event.message,
+        ]
+        for event in history
+    ]
+    table = render_table(headers, rows)
     return ["Events:", *("  " + line for line in table.splitlines())]
 
 
 def render(
     info: KindInfo,
     obj: Obj,
-    history: Sequence[events.ResourceStatusChanged],
+    history: Sequence[EventLine],
     now: datetime | None = None,
 ) -> str:
     """The whole `describe` text of one object."""
@@ -162,47 +185,3 @@ def render(
     lines.extend(_conditions_table(conditions, now))
     lines.extend(_events_table(history, now))
     return "\n".join(lines) + "\n"
-
-
-def _matches(event: events.ResourceStatusChanged, info: KindInfo) -> bool:
-    return event.kind.lower() in {info.kind.lower(), info.plural, info.singular}
-
-
-async def recent_events(
-    bus: Bus, info: KindInfo, namespace: str, name: str, limit: int = EVENT_LIMIT
-) -> list[events.ResourceStatusChanged]:
-    """The object's last `limit` status events, oldest first ([] when there are none)."""
-    # "*" for the kind token: producers may spell the kind as Kind or plural.
-    subject = subjects.resource_status_subject("*", namespace, name)
-    config = ConsumerConfig(
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.NONE,
-        inactive_threshold=30.0,
-        mem_storage=True,
-    )
-    try:
-        sub = await bus.js.pull_subscribe(
-            subject, stream=subjects.RESOURCE_EVENTS_STREAM, config=config
-        )
-    except (nats.js.errors.NotFoundError, nats.errors.Error):
-        return []
-    found: list[events.ResourceStatusChanged] = []
-    try:
-        pending = (await sub.consumer_info()).num_pending or 0
-        received = 0
-        while received < pending:
-            try:
-                batch = await sub.fetch(min(pending - received, 256), timeout=_FETCH_TIMEOUT)
-            except nats.errors.TimeoutError:
-                break
-            received += len(batch)
-            for msg in batch:
-                with contextlib.suppress(PermanentError):
-                    event = events.decode_as(events.ResourceStatusChanged, msg.data)
-                    if _matches(event, info):
-                        found.append(event)
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-    found.sort(key=lambda e: e.occurred_at)
-    return found[-limit:]

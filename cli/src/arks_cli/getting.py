@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from arks_cli.backends import Resources
 from arks_cli.errors import CliError
 from arks_cli.printing import as_list, object_table, qualified_name, to_json, to_yaml
 from arks_common.resources import GROUP, KindInfo, UnknownKindError, kind_info
-from arks_common.store import ResourceStore
 
 Obj = dict[str, Any]
 OUTPUTS = ("wide", "yaml", "json", "name")
@@ -78,13 +78,13 @@ def build_query(kind_arg: str, names: list[str], namespace: str, all_namespaces:
     return Query(kinds, names, namespace, all_namespaces)
 
 
-async def fetch(store: ResourceStore, query: Query) -> Found:
+async def fetch(resources: Resources, query: Query) -> Found:
     found = Found()
     for info in query.kinds:
         if query.names:
             objects = []
             for name in query.names:
-                obj = await store.get(info.kind, query.namespace, name)
+                obj = await resources.get(info.kind, query.namespace, name)
                 if obj is None:
                     found.missing.append(
                         f'Error from server (NotFound): {info.plural}.{GROUP} "{name}" not found'
@@ -92,7 +92,9 @@ async def fetch(store: ResourceStore, query: Query) -> Found:
                 else:
                     objects.append(obj)
         else:
-            objects = await store.list(info.kind, None if query.all_namespaces else query.namespace)
+            objects = await resources.list(
+                info.kind, None if query.all_namespaces else query.namespace
+            )
         found.by_kind.append((info, objects))
     return found
 

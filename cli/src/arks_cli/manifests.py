@@ -4,13 +4,20 @@ Every document of every source is validated with `arks_common.resources.load_res
 before anything is written, so an invalid document refuses the whole command and the
 message names the source, the document, the object and the field. A namespace given
 with `-n` fills in objects that name none; an object naming another one is refused, as
-kubectl does.
+kubectl does. Without `-n`, objects that name no namespace go to the platform's default
+one (`default`, or the kubeconfig context's namespace on Kubernetes).
+
+Each manifest keeps two forms of its object: `obj`, the validated model dumped with its
+defaults (what the local store writes), and `document`, the object as written with its
+namespace filled in (what server-side apply sends on Kubernetes, so the CLI owns only
+the fields the file sets, as `kubectl apply --server-side`).
 """
 
 from __future__ import annotations
 
+import copy
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +35,7 @@ class Manifest:
 
     source: str
     obj: dict[str, Any]
+    document: dict[str, Any] = field(default_factory=dict)
 
 
 def _sources(paths: list[str]) -> list[tuple[str, str]]:
@@ -53,20 +61,24 @@ def _sources(paths: list[str]) -> list[tuple[str, str]]:
     return texts
 
 
-def _raw_namespaces(text: str) -> list[str | None]:
-    """The namespace each non-empty document states (None when it states none)."""
-    found: list[str | None] = []
-    for document in yaml.safe_load_all(text):
-        if document is None:
-            continue
-        meta = document.get("metadata") if isinstance(document, dict) else None
-        namespace = meta.get("namespace") if isinstance(meta, dict) else None
-        found.append(namespace if isinstance(namespace, str) and namespace else None)
-    return found
+def _documents(text: str) -> list[dict[str, Any]]:
+    """The non-empty documents of a text `load_resources` accepted (so each is a mapping)."""
+    return [document for document in yaml.safe_load_all(text) if document is not None]
 
 
-def read_manifests(paths: list[str], namespace: str | None) -> list[Manifest]:
-    """Every object of every source, validated and namespaced; CliError if any is invalid."""
+def _stated_namespace(document: dict[str, Any]) -> str | None:
+    """The namespace a document states (None when it states none)."""
+    meta = document.get("metadata")
+    namespace = meta.get("namespace") if isinstance(meta, dict) else None
+    return namespace if isinstance(namespace, str) and namespace else None
+
+
+def read_manifests(
+    paths: list[str], namespace: str | None, default_namespace: str = "default"
+) -> list[Manifest]:
+    """Every object of every source, validated and namespaced; CliError if any is invalid.
+    `namespace` is `-n` (None when not given); `default_namespace` is for objects that
+    name none when it is not given."""
     manifests: list[Manifest] = []
     problems: list[str] = []
     for source, text in _sources(paths):
@@ -75,18 +87,21 @@ def read_manifests(paths: list[str], namespace: str | None) -> list[Manifest]:
         except ResourceError as exc:
             problems.extend(f"{source}: {problem}" for problem in exc.problems)
             continue
-        for resource, stated in zip(resources, _raw_namespaces(text), strict=True):
+        for resource, document in zip(resources, _documents(text), strict=True):
             obj = dump_resource(resource)
-            if namespace is not None:
-                if stated is not None and stated != namespace:
-                    problems.append(
-                        f"{source}: the namespace from the provided object {stated!r} "
-                        f"({resource.kind} {resource.name}) does not match the namespace "
-                        f"{namespace!r}"
-                    )
-                    continue
-                obj["metadata"]["namespace"] = namespace
-            manifests.append(Manifest(source, obj))
+            stated = _stated_namespace(document)
+            if namespace is not None and stated is not None and stated != namespace:
+                problems.append(
+                    f"{source}: the namespace from the provided object {stated!r} "
+                    f"({resource.kind} {resource.name}) does not match the namespace "
+                    f"{namespace!r}"
+                )
+                continue
+            target = stated or namespace or default_namespace
+            obj["metadata"]["namespace"] = target
+            document = copy.deepcopy(document)
+            document["metadata"]["namespace"] = target
+            manifests.append(Manifest(source, obj, document))
     if problems:
         raise CliError("\n".join(problems))
     if not manifests:

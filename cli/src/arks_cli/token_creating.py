@@ -1,9 +1,11 @@
 """`arks token create`: a new ArksToken with a random bearer token, shown once.
 
 The token is `sk-` followed by 43 URL-safe characters (256 bits from `secrets`). The
-store keeps only its sha256 (`spec.tokenSha256`), which the reconciler publishes to the
-routers, so this is the one time the token is shown: the command prints it alone on
-stdout (so `$(arks token create ...)` captures it) and the confirmation on stderr.
+local store keeps only its sha256 (`spec.tokenSha256`), which the reconciler publishes
+to the routers; on Kubernetes the ArksToken holds it in plain `spec.token`, as
+upstream's CR (readable by whoever may read ArksTokens). Either way the command shows it
+once: alone on stdout (so `$(arks token create ...)` captures it), the confirmation on
+stderr.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from arks_cli.backends import Resources
 from arks_cli.errors import CliError
 from arks_cli.printing import qualified_name
 from arks_common.errors import ArksError
 from arks_common.resources import API_VERSION, ResourceError, parse_resource
 from arks_common.resources.registry import KIND_INFO
-from arks_common.store import AlreadyExistsError, ResourceStore
+from arks_common.store import AlreadyExistsError
 
 TOKEN_PREFIX = "sk-"
 TOKEN_BYTES = 32
@@ -70,7 +73,7 @@ def token_object(request: TokenRequest, token: str) -> dict[str, Any]:
     return obj
 
 
-async def create_token(store: ResourceStore, request: TokenRequest) -> tuple[str, str]:
+async def create_token(resources: Resources, request: TokenRequest) -> tuple[str, str]:
     """Create the ArksToken; returns (token, `arkstoken.arks.ai/NAME`)."""
     if not request.endpoints:
         raise CliError("--endpoint is required (repeat it to grant several endpoints)")
@@ -78,7 +81,7 @@ async def create_token(store: ResourceStore, request: TokenRequest) -> tuple[str
     obj = token_object(request, token)
     label = qualified_name(KIND_INFO["ArksToken"], request.name)
     try:
-        await store.create(obj)
+        await resources.create(obj)
     except AlreadyExistsError as exc:
         raise CliError(
             f"{label} already exists in namespace {request.namespace}; "

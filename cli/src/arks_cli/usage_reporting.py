@@ -12,21 +12,28 @@ The numbers are the accountant's, applied exactly once per request. Two key fami
   and `cost_nanos:<CUR>`. They are the accountant's layout, read here (services and the
   CLI never import each other), so a rename there must be made here too; the CLI's tests
   run a real accountant to catch that.
+
+On Kubernetes (`from_quota_status`) the CLI reads neither Valkey nor NATS: it shows what
+the ArksQuota objects' status says, as the accountant last wrote it (`quotaStatus` used
+per type, `budgetStatus.spent`, `periodStart`), with the age of that write (UPDATED)
+instead of the request count, which only the accountant's counters know. `--by quota`
+only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Final
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
 
 import redis.asyncio as aioredis
 import redis.exceptions
 
 from arks_cli.connecting import open_redis
 from arks_cli.errors import CliError
-from arks_cli.printing import render_table
+from arks_cli.printing import age_of, parse_timestamp, render_table
 from arks_common import ledger
 from arks_common.errors import ArksError
 from arks_common.messaging import Bus
@@ -94,6 +101,8 @@ class QuotaPeriod:
     spent_nanos: int = 0
     budget: Decimal | None = None
     currency: str = "USD"
+    updated: str | None = None
+    """When the accountant last wrote these numbers (ArksQuota status only)."""
 
 
 @dataclass
@@ -108,6 +117,8 @@ class Row:
 class Report:
     by: str
     rows: list[Row]
+    from_status: bool = False
+    """The rows are ArksQuota status (Kubernetes), not the accountant's counters."""
 
 
 async def _namespaces(client: aioredis.Redis, namespace: str | None) -> list[str]:
@@ -191,6 +202,62 @@ async def collect(
     return Report(by, rows)
 
 
+def _status_period(quota: ArksQuota, status: dict[str, Any]) -> str:
+    """The period the status counts: from its `periodStart`, else the current one."""
+    start = status.get("periodStart")
+    at = parse_timestamp(start) if isinstance(start, str) else None
+    return ledger.period_id(quota.spec.reset_period, at)
+
+
+def _latest(stamps: list[Any]) -> str | None:
+    parsed = [parse_timestamp(s) for s in stamps if isinstance(s, str)]
+    found = [p for p in parsed if p is not None]
+    return max(found).isoformat() if found else None
+
+
+def _spent_nanos(value: Any) -> int:
+    try:
+        return ledger.to_nanos(Decimal(str(value)))
+    except (InvalidOperation, ValueError):
+        return 0
+
+
+def from_quota_status(objects: list[dict[str, Any]], *, by: str) -> Report:
+    """What the ArksQuota objects' status says (the Kubernetes platform)."""
+    if by != "quota":
+        raise CliError(
+            f"--by {by} needs the accountant's counters, which only the local platform "
+            "reads; on Kubernetes `arks usage` shows ArksQuota status (--by quota)"
+        )
+    rows: list[Row] = []
+    for obj in objects:
+        try:
+            quota = parse_resource(obj)
+        except ResourceError:
+            continue
+        if not isinstance(quota, ArksQuota):
+            continue
+        status = obj.get("status") or {}
+        entries = [e for e in status.get("quotaStatus") or [] if isinstance(e, dict)]
+        budget = status.get("budgetStatus") or {}
+        period = QuotaPeriod(
+            period=_status_period(quota, status),
+            used={str(e.get("type")): int(e.get("used") or 0) for e in entries},
+            limits={item.type: item.value for item in quota.spec.quotas},
+            spent_nanos=_spent_nanos(budget.get("spent", 0)),
+            updated=_latest(
+                [e.get("lastUpdateTime") for e in entries] + [budget.get("lastUpdateTime")]
+            ),
+        )
+        if quota.spec.budget is not None:
+            period.budget = quota.spec.budget.limit
+            period.currency = quota.spec.budget.currency
+        elif isinstance(budget.get("currency"), str):
+            period.currency = budget["currency"]
+        rows.append(Row(quota.namespace, quota.name, Usage(), period))
+    return Report("quota", rows, from_status=True)
+
+
 def _against(used: int, limit: int | None) -> str:
     if limit is None:
         return str(used)
@@ -205,9 +272,11 @@ def _spent(period: QuotaPeriod) -> str:
     return f"{spent}/{format(period.budget, 'f')} {period.currency}"
 
 
-def render(report: Report) -> str:
+def render(report: Report, now: datetime | None = None) -> str:
     if not report.rows:
         return "No usage recorded.\n"
+    if report.from_status:
+        return _render_status(report, now)
     lifetime = ["REQUESTS", "PROMPT", "CACHED", "COMPLETION", "TOTAL", "COST"]
     if report.by == "namespace":
         headers = ["NAMESPACE", *lifetime]
@@ -258,4 +327,23 @@ def render(report: Report) -> str:
                 )
         else:
             table.append([row.namespace, row.name, *counts, u.cost()])
+    return render_table(headers, table) + "\n"
+
+
+def _render_status(report: Report, now: datetime | None) -> str:
+    headers = ["NAMESPACE", "QUOTA", "PERIOD", "PROMPT", "RESPONSE", "TOTAL", "SPENT", "UPDATED"]
+    table = []
+    for row in report.rows:
+        q = row.quota
+        assert q is not None  # every status row has its period
+        table.append(
+            [
+                row.namespace,
+                row.name,
+                q.period,
+                *(_against(q.used.get(k, 0), q.limits.get(k)) for k in LIMITED_KINDS),
+                _spent(q),
+                age_of(q.updated, now) if q.updated else "<never>",
+            ]
+        )
     return render_table(headers, table) + "\n"

@@ -9,7 +9,9 @@ The RBAC granted is exactly the table below (every rule used by a code path of t
 reconciler or the accountant), every pod meets Pod Security "restricted", every service
 is probed on its health port, the images the reconciler renders follow the pins, and
 the dashboard's queries name metrics the services export. Finally the dev cluster's API
-server (in process) admits both installs with `kubectl apply --dry-run=server`.
+server (in process) admits both installs with `kubectl apply --dry-run=server`, and with
+RBAC on, a reconciler holding only deploy/'s grants (a token of its ServiceAccount) does
+its whole job unrefused.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -755,3 +758,94 @@ async def test_the_dev_clusters_api_server_admits_every_object(tmp_path: Path) -
         assert written.out.strip() == ""
         roles = await kubectl.check("get", "clusterroles", "-o", "name")
         assert "arks-reconciler" not in roles.out
+
+
+async def test_the_reconciler_does_its_work_with_exactly_deploys_rbac(
+    nats_server: Any, tmp_path: Path
+) -> None:
+    """The dev cluster with RBAC on, deploy/overlays/dev applied by the admin, and the
+    reconciler logged in with a token of its ServiceAccount (Lease in arks-system, as in
+    a pod): an application with an endpoint behind a Gateway gets its workload, Service,
+    PVC, HTTPRoute and ReferenceGrant, statuses, finalizers and Events; deleting it
+    removes what it owned. No request is refused."""
+    from arks_devcluster import FakeKubeApi
+    from arks_devcluster.cluster import cluster_crds
+    from arks_devcluster.kubeconfig import write_kubeconfig
+    from arks_devcluster.server import serving
+    from arks_devcluster.testing import Kubectl
+    from arks_reconciler.kube import testing as kt
+    from arks_reconciler.settings import KubernetesPlatformSettings, LeaseSettings
+    from arks_reconciler.testing import InProcessReconciler, eventually, make_settings
+
+    admin_token = "admin-secret"
+    api = FakeKubeApi(rbac=True, admin_token=admin_token, crds=cluster_crds())
+    async with serving(api, tls=True) as running:
+        (tmp_path / "admin").mkdir()
+        admin = Kubectl.for_server(
+            tmp_path / "admin", running.url, admin_token, ca_pem=running.ca_pem
+        )
+        await admin.check("apply", "-f", str(DEPLOY / "base" / "namespace.yaml"))
+        await admin.check("apply", "-k", str(RENDERS["dev"]))
+        token = api.token_for("arks-system", "arks-reconciler")
+        kubeconfig = write_kubeconfig(
+            tmp_path / "reconciler.kubeconfig", running.url, token, ca_pem=running.ca_pem
+        )
+        settings = make_settings(nats_server.url, tmp_path / "data")
+        kube = KubernetesPlatformSettings(
+            kubeconfig=str(kubeconfig),
+            lease=LeaseSettings(
+                namespace="arks-system", duration=3, renew_deadline=2, retry_period=0.5
+            ),
+        )
+        reconciler = InProcessReconciler(
+            settings.model_copy(update={"platform": "kubernetes", "kubernetes": kube})
+        )
+        await reconciler.start()
+        try:
+            gateway = {"name": "arks-eg", "namespace": "arks-system"}
+            endpoint = kt.endpoint()
+            endpoint["spec"]["gatewayRef"] = gateway
+            for obj in (kt.model(), kt.application(replicas=1), endpoint):
+                api.create(obj)
+
+            def owned(group: str, plural: str, namespace: str = kt.NS) -> list[dict[str, Any]]:
+                rtype = api.registry.resource(group, plural)
+                assert rtype is not None, plural
+                return [
+                    o
+                    for o in api.store.items(rtype, namespace)
+                    if o["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "arks"
+                ]
+
+            async def rendered() -> bool:
+                app = api.get("arks.ai/v1", "arksapplications", kt.NS, "app-qwen") or {}
+                events = api.store.items(api.registry.resource("", "events"), kt.NS)
+                return bool(
+                    owned("leaderworkerset.x-k8s.io", "leaderworkersets")
+                    and owned("", "services")
+                    and owned("", "persistentvolumeclaims")
+                    and owned("gateway.networking.k8s.io", "httproutes")
+                    and owned("gateway.networking.k8s.io", "referencegrants", "arks-system")
+                    and app.get("metadata", {}).get("finalizers")
+                    and app.get("status")
+                    and events
+                )
+
+            await eventually(rendered, within=30, what="the application's objects")
+            lease = api.get("coordination.k8s.io/v1", "leases", "arks-system", "arks-reconciler")
+            assert lease["spec"]["holderIdentity"]
+
+            await admin.check("delete", "arkapp", "app-qwen", "-n", kt.NS, "--wait=false")
+
+            async def cleaned() -> bool:
+                gone = api.get("arks.ai/v1", "arksapplications", kt.NS, "app-qwen") is None
+                return gone and not owned("leaderworkerset.x-k8s.io", "leaderworkersets")
+
+            await eventually(cleaned, within=30, what="the application's objects deleted")
+            async with httpx.AsyncClient(timeout=10) as http:
+                metrics = (await http.get(f"{reconciler.health_url}/metrics")).text
+        finally:
+            await reconciler.stop()
+    refused = re.findall(r'arks_reconciler_kube_requests_total\{[^}]*code="(40[13])"', metrics)
+    assert refused == [], "the reconciler was refused requests its code makes"
+    assert "arks_reconciler_kube_requests_total" in metrics

@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Internal: the process `arks up -d` starts; it must outlive its parent.
     up.add_argument("--detached-child", action="store_true", help=argparse.SUPPRESS)
+    # --platform kubernetes: the reconciler drives a cluster (default: .arks/kubeconfig)
+    _platform_flags(up, top=False)
     up.set_defaults(handler="up")
 
     down = commands.add_parser("down", help="stop a stack started in the background")

@@ -42,6 +42,12 @@ def start_detached(args: argparse.Namespace, console: Console) -> int:
         argv.append("--no-quickstart")
     for service in options.without:
         argv += ["--without", service]
+    if options.kube is not None:
+        argv += ["--platform", "kubernetes"]
+        if options.kube.kubeconfig:
+            argv += ["--kubeconfig", options.kube.kubeconfig]
+        if options.kube.context:
+            argv += ["--context", options.kube.context]
     log_path = StackPaths(options.root).log("arks-up")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:

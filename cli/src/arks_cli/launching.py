@@ -37,13 +37,13 @@ from typing import Any, TypeVar
 import httpx
 import psutil
 
-from arks_cli import applying, credentials, processes, quickstart, stopping
+from arks_cli import applying, backends, credentials, processes, quickstart, stopping
 from arks_cli.brokers import Broker
 from arks_cli.connecting import open_bus
 from arks_cli.console import Console
 from arks_cli.errors import CliError
 from arks_cli.manifests import read_manifests
-from arks_cli.service_catalog import HOST, RECONCILER, ROUTER, StackPaths, plan
+from arks_cli.service_catalog import HOST, RECONCILER, ROUTER, KubeTarget, StackPaths, plan
 from arks_cli.stack_state import (
     ProcessRecord,
     StackState,
@@ -85,11 +85,14 @@ class UpOptions:
     ready_timeout: float
     without: tuple[str, ...] = ()
     detached: bool = False
+    kube: KubeTarget | None = None
+    """Set with `--platform kubernetes`: the cluster the reconciler drives."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> UpOptions:
+        root = Path(args.dir).resolve()
         return cls(
-            root=Path(args.dir).resolve(),
+            root=root,
             router_port=args.router_port,
             nats_port=args.nats_port,
             valkey_port=args.valkey_port,
@@ -98,7 +101,31 @@ class UpOptions:
             ready_timeout=float(args.ready_timeout),
             without=tuple(args.without or ()),
             detached=bool(getattr(args, "detached_child", False)),
+            kube=kube_target(args, root),
         )
+
+
+def kube_target(args: argparse.Namespace, root: Path) -> KubeTarget | None:
+    """The cluster of `--platform kubernetes` (None: the local platform): `--kubeconfig`,
+    else `$KUBECONFIG`, else the dev cluster's `<dir>/kubeconfig` (`arks cluster up`)."""
+    chosen = backends.choose_platform(
+        getattr(args, "platform", None),
+        kubeconfig=getattr(args, "kubeconfig", None),
+        context=getattr(args, "context", None),
+    )
+    if chosen.name != "kubernetes":
+        return None
+    if chosen.kubeconfig:
+        return KubeTarget(str(Path(chosen.kubeconfig).resolve()), chosen.context)
+    if os.environ.get("KUBECONFIG"):
+        return KubeTarget(None, chosen.context)
+    dev = root / "kubeconfig"
+    if not dev.is_file():
+        raise CliError(
+            f"--platform kubernetes: no cluster to use — neither --kubeconfig nor $KUBECONFIG "
+            f"is given and {dev} does not exist; start the dev cluster with `arks cluster up`"
+        )
+    return KubeTarget(str(dev), chosen.context)
 
 
 def choose_port(explicit: int | None, conventional: int, what: str, console: Console) -> int:
@@ -238,6 +265,7 @@ class Launcher:
             router_port=router_port,
             without=opts.without,
             secrets=self.secrets,
+            kube=opts.kube,
         )
         for gone in missing:
             if gone.command is not None:
@@ -481,6 +509,12 @@ async def _serve(
     ancestors: list[ProcessRecord],
 ) -> int:
     console.info(f"arks up: data, logs and state in {options.root}")
+    if options.kube is not None:
+        console.info(
+            "platform kubernetes: the reconciler drives the cluster of "
+            f"{options.kube.kubeconfig or '$KUBECONFIG'}"
+            + (f" (context {options.kube.context})" if options.kube.context else "")
+        )
     await launcher.start_brokers()
     launcher.supervise_brokers(tg)
     await launcher.open_bus()
@@ -492,7 +526,15 @@ async def _serve(
     )
     if not finished:
         return 0
-    if not options.no_quickstart:
+    if options.kube is not None:
+        where = options.kube.kubeconfig or "$KUBECONFIG"
+        launcher.hint = (
+            f"  export KUBECONFIG={where}\n"
+            "  kubectl apply -f <your ArksModel, ArksApplication, ArksEndpoint, ArksToken>\n"
+            f"  curl {launcher.router_url or 'http://<router>'}/v1/chat/completions "
+            "-H 'Authorization: Bearer <token>' ..."
+        )
+    elif not options.no_quickstart:
         finished, resources = await _until(launcher.stop, launcher.apply_quickstart())
         if not finished or resources is None:
             return 0

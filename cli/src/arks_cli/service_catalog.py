@@ -19,6 +19,12 @@ the launcher sets:
 - arks-accountant: the common variables;
 - arks-model-cache: `ARKS_CACHE__ROOT=.arks/models` (the same root the reconciler uses).
 
+With `--platform kubernetes` the reconciler runs `ARKS_PLATFORM=kubernetes` against the
+cluster of `ARKS_KUBERNETES__KUBECONFIG` (`--kubeconfig`; else `$KUBECONFIG`, passed on
+as it is; else `.arks/kubeconfig`, the dev cluster's) and `__CONTEXT`; the accountant
+writes quota usage into ArksQuota status (`ARKS_STATUS__WRITER=kubernetes`, same
+cluster); the model cache is not started (download Jobs run in the cluster).
+
 Anything else the user exported (`ARKS_LOCAL__SIM_TIME_SCALE=20`, ...) passes through;
 the variables above win. A service whose console script or module is missing from this
 checkout is reported as unavailable rather than crash-looping.
@@ -49,6 +55,23 @@ MODEL_CACHE = "arks-model-cache"
 #: Start order; `arks up` stops them in reverse.
 SERVICES = (RECONCILER, ACCOUNTANT, MODEL_CACHE, ROUTER)
 RECONCILER_DRAIN_SECONDS = 15
+
+
+@dataclass(frozen=True)
+class KubeTarget:
+    """The cluster the reconciler and the accountant talk to (`--platform kubernetes`)."""
+
+    kubeconfig: str | None
+    """None: `$KUBECONFIG` as the services inherit it."""
+    context: str | None = None
+
+    def env(self) -> dict[str, str]:
+        out = {}
+        if self.kubeconfig:
+            out["ARKS_KUBERNETES__KUBECONFIG"] = self.kubeconfig
+        if self.context:
+            out["ARKS_KUBERNETES__CONTEXT"] = self.context
+        return out
 
 
 @dataclass(frozen=True)
@@ -135,17 +158,23 @@ def plan(
     router_port: int,
     without: tuple[str, ...] = (),
     secrets: Credentials | None = None,
+    kube: KubeTarget | None = None,
 ) -> tuple[list[ChildSpec], list[Unavailable]]:
-    """The child specs of every available service, in start order, and the unavailable."""
+    """The child specs of every available service, in start order, and the unavailable
+    (`kube`: the services of the Kubernetes platform, see the module docstring)."""
     specs: list[ChildSpec] = []
     missing: list[Unavailable] = []
     for name in SERVICES:
+        if kube is not None and name == MODEL_CACHE:
+            continue  # models download in Jobs on the cluster
         reason = availability(name)
         script = _script(name)
         if reason is not None or script is None:
             missing.append(Unavailable(name, reason or "not found"))
             continue
         spec = _spec(name, script, paths, nats_url, redis_url, router_port)
+        if kube is not None:
+            _on_kubernetes(spec, kube)
         if secrets is not None:
             spec.env.update(credentials.service_env(secrets, name))
         if name in without:
@@ -158,6 +187,15 @@ def plan(
             continue
         specs.append(spec)
     return specs, missing
+
+
+def _on_kubernetes(spec: ChildSpec, kube: KubeTarget) -> None:
+    if spec.name == RECONCILER:
+        for key in [k for k in spec.env if k.startswith("ARKS_LOCAL__")]:
+            del spec.env[key]
+        spec.env.update({"ARKS_PLATFORM": "kubernetes", **kube.env()})
+    elif spec.name == ACCOUNTANT:
+        spec.env.update({"ARKS_STATUS__WRITER": "kubernetes", **kube.env()})
 
 
 def _shown(key: str, value: str, service: str) -> str:

@@ -12,7 +12,8 @@ alike): 404 → `NotFoundError`; 409 → `ConflictError` (stale resourceVersion)
 `InvalidError` (the object is wrong: fix it); 401/403 → `RetryableError` naming the RBAC
 to grant; 429, 5xx, timeouts and connection errors → `RetryableError`.
 
-Only `arks_reconciler` and `arks_accountant` import this module (import-linter), and the
+Only the reconciler, the accountant's status writer and the CLI's Kubernetes backend
+import this module (import-linter), and the
 package extra `arks-common[kube]` brings kubernetes-asyncio.
 """
 

@@ -354,3 +354,6 @@ async def test_every_example_manifest_applies(arks: Arks) -> None:
         result = await arks("apply", "-f", str(path))
         assert result.code == 0, (path, result.err)
         assert result.out.count(" created") == len(documents), path
+        # The examples share names (one quickstart per platform): each starts afresh.
+        deleted = await arks("delete", "-f", str(path))
+        assert deleted.code == 0, (path, deleted.err)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +56,36 @@ class ConflictError(RetryableError):
 
 class NotFoundError(PermanentError):
     """No such object."""
+
+
+ReadCurrent = Callable[[int], Awaitable[Obj | None]]
+WriteStatus = Callable[[Obj, Obj], Awaitable[Obj]]
+
+
+async def update_status_loop(
+    read: ReadCurrent, write: WriteStatus, mutate: StatusMutation, *, attempts: int, what: str
+) -> Obj | None:
+    """The read-mutate-write loop of every `update_status`, on either platform.
+
+    `read(attempt)` gives the object as it is now (None: it does not exist); `mutate`
+    gets a copy of its status and returns the new one (None or the same: nothing to
+    write); `write(current, status)` writes it, raising `ConflictError` when `current`
+    is stale (read again) or `NotFoundError` when it is gone (None).
+    """
+    for attempt in range(attempts):
+        current = await read(attempt)
+        if current is None:
+            return None
+        status = mutate(copy.deepcopy(current.get("status") or {}))
+        if status is None or status == (current.get("status") or {}):
+            return current
+        try:
+            return await write(current, status)
+        except ConflictError:
+            continue
+        except NotFoundError:
+            return None
+    raise ConflictError(f"status of {what} keeps changing; retry")
 
 
 class AlreadyExistsError(PermanentError):
@@ -244,21 +274,19 @@ class ResourceStore:
         leave the object as it is.
         """
         ref = ObjectRef(kind, namespace, name)
-        for _ in range(self.attempts):
-            current = await self.get(kind, namespace, name)
-            if current is None:
-                return None
-            status = mutate(copy.deepcopy(current.get("status") or {}))
-            if status is None or status == (current.get("status") or {}):
-                return current
+
+        async def read(_attempt: int) -> Obj | None:
+            return await self.get(kind, namespace, name)
+
+        async def write(current: Obj, status: Obj) -> Obj:
             body = copy.deepcopy(current)
             body["status"] = status
             version = int(body["metadata"].pop("resourceVersion"))
-            try:
-                return await self._cas(ref, body, version)
-            except ConflictError:
-                continue
-        raise ConflictError(f"status of {kind} {namespace}/{name} keeps changing; retry")
+            return await self._cas(ref, body, version)
+
+        return await update_status_loop(
+            read, write, mutate, attempts=self.attempts, what=f"{kind} {namespace}/{name}"
+        )
 
     async def delete(self, kind: str, namespace: str, name: str) -> bool:
         """Delete, or mark for deletion when finalizers remain; False if it did not exist."""

@@ -371,22 +371,35 @@ class Reconciler:
             self.queue.add(ref)
 
     # ------------------------------------------------------------------ endpoints
-    def _applications(self, namespace: str) -> dict[str, publications.AppBackends]:
-        apps: dict[str, publications.AppBackends] = {}
+    def _applications(
+        self, endpoint: resources.ArksEndpoint
+    ) -> dict[str, publications.AppBackends]:
+        """The applications of the endpoint's namespace that it may route to (serving its
+        name, or named by a routeConfig), with their backends."""
+        typed_apps: dict[
+            str,
+            tuple[ObjectRef, resources.ArksApplication | resources.ArksDisaggregatedApplication],
+        ] = {}
         for kind in (DISAGGREGATED, APPLICATION):  # a standalone app wins a name clash
-            for ref in self.cache.refs(kind, namespace):
+            for ref in self.cache.refs(kind, endpoint.namespace):
                 entry = self.cache.entry(ref)
                 typed = entry.typed if entry else None
-                if not isinstance(
+                if isinstance(
                     typed, resources.ArksApplication | resources.ArksDisaggregatedApplication
                 ):
-                    continue
-                apps[ref.name] = publications.AppBackends(
-                    name=ref.name,
-                    served_model_name=typed.served_model_name_or_default(),
-                    backends=tuple(self.platform.backends(ref)),
-                    deleting=deleting(typed),
-                )
+                    typed_apps[ref.name] = (ref, typed)
+        named = {plans.application_of_service(r.name) for r in endpoint.spec.route_configs}
+        apps: dict[str, publications.AppBackends] = {}
+        for name, (ref, typed) in typed_apps.items():
+            served = typed.served_model_name_or_default()
+            if served != endpoint.name and name not in named:
+                continue  # computing its backends would cost, and it is never routed
+            apps[name] = publications.AppBackends(
+                name=name,
+                served_model_name=served,
+                backends=tuple(self.platform.backends(ref)),
+                deleting=deleting(typed),
+            )
         return apps
 
     async def _endpoint(self, endpoint: resources.ArksEndpoint, raw: Obj) -> None:
@@ -399,9 +412,7 @@ class Reconciler:
             self.platform.static_backend_url(endpoint.namespace, ref)
             for ref in endpoint.spec.route_configs
         ]
-        routing = publications.endpoint_routing(
-            endpoint, self._applications(endpoint.namespace), static_urls
-        )
+        routing = publications.endpoint_routing(endpoint, self._applications(endpoint), static_urls)
         await self.routes.put(key, routing.table)
         count = len(routing.table.backends)
         if count:

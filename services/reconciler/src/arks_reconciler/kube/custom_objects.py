@@ -9,7 +9,9 @@ Writes go where Kubernetes wants them: `update_status` through the status subres
 (PUT with the resourceVersion read; a 409 reads again and retries, so `StatusWriter`
 works unchanged), `set_finalizers` as a JSON merge patch of `metadata.finalizers` that
 carries the resourceVersion (a stale one is a 409: the core requeues). The first attempt
-of either uses the informer's copy, so a write usually costs one request.
+of either starts from the newest copy known without a request: the informer's, or what
+our own last write returned while the watch has not delivered it yet (so a burst of
+writes to one object does not conflict with itself), and usually costs one request.
 
 An ArksToken holds its token in plain text in `spec.token` on Kubernetes (upstream's
 schema; Secrets and RBAC protect it there); the core hashes it when it publishes grants.
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -35,6 +36,7 @@ from arks_common.store import (
     StoreChange,
     StoreSnapshot,
     StoreUpdate,
+    update_status_loop,
 )
 from arks_reconciler.kube.informers import Informer
 from arks_reconciler.kube.kinds import ARKS
@@ -46,6 +48,13 @@ _GRANT_STATUS = "get/update on <kind>/status of arks.ai"
 def _ref(obj: Obj) -> ObjectRef:
     meta = obj.get("metadata") or {}
     return ObjectRef(str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta["name"]))
+
+
+def _version(obj: Obj) -> int | None:
+    """The resourceVersion as a number, None when it is not one (it is opaque to clients;
+    every API server we know counts)."""
+    version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    return int(version) if version.isdigit() else None
 
 
 class CustomObjects:
@@ -65,6 +74,8 @@ class CustomObjects:
         """Events to wait for before the first snapshot (other caches' first sync)."""
         self._queue: asyncio.Queue[StoreUpdate] = asyncio.Queue()
         self._listed: set[str] = set()
+        self._written: dict[ObjectRef, Obj] = {}
+        """What our last write of an object returned, until the watch delivers it."""
         self.informers = {
             kind: Informer(
                 kube,
@@ -85,11 +96,30 @@ class CustomObjects:
     def cached(self, kind: str, namespace: str, name: str) -> Obj | None:
         return self.informers[kind].get(namespace, name)
 
+    def _latest(self, kind: str, namespace: str, name: str) -> Obj | None:
+        """The informer's copy, or our last write's answer when that is newer."""
+        cached = self.cached(kind, namespace, name)
+        written = self._written.get(ObjectRef(kind, namespace, name))
+        if cached is None or written is None:
+            return cached
+        mine, theirs = _version(written), _version(cached)
+        return written if mine is not None and theirs is not None and mine > theirs else cached
+
+    def _wrote(self, obj: Obj) -> Obj:
+        if _version(obj) is not None:
+            self._written[_ref(obj)] = obj
+        return obj
+
     # ------------------------------------------------------------------ watching
     def _on_event(self, _type: str, obj: Obj) -> None:
+        ref = _ref(obj)
+        written = self._written.get(ref)
+        if written is not None:
+            mine, theirs = _version(written), _version(obj)
+            if _type == "DELETED" or mine is None or theirs is None or theirs >= mine:
+                del self._written[ref]  # the cache has caught up
         if not self.synced:
             return  # the first snapshot carries it
-        ref = _ref(obj)
         self._queue.put_nowait(StoreChange(ref, None if _type == "DELETED" else obj))
 
     def _on_list(self, kind: str) -> None:
@@ -151,15 +181,12 @@ class CustomObjects:
     async def update_status(
         self, kind: str, namespace: str, name: str, mutate: StatusMutation
     ) -> Obj | None:
-        current = self.cached(kind, namespace, name)
-        for _ in range(_ATTEMPTS):
-            if current is None:
-                current = await self.get(kind, namespace, name)
-                if current is None:
-                    return None
-            status = mutate(copy.deepcopy(current.get("status") or {}))
-            if status is None or status == (current.get("status") or {}):
-                return current
+        async def read(attempt: int) -> Obj | None:
+            if attempt == 0:
+                return self._latest(kind, namespace, name) or await self.get(kind, namespace, name)
+            return await self.get(kind, namespace, name)
+
+        async def write(current: Obj, status: Obj) -> Obj:
             body = {
                 "apiVersion": current.get("apiVersion") or ARKS[kind].api_version,
                 "kind": kind,
@@ -171,25 +198,24 @@ class CustomObjects:
                 "spec": current.get("spec") or {},
                 "status": status,
             }
-            try:
-                return await self.kube.request(
-                    "PUT",
-                    ARKS[kind].path(namespace, name, "status"),
-                    body=body,
-                    where=f"the status of {kind} {namespace}/{name}",
-                    grant=_GRANT_STATUS.replace("<kind>", ARKS[kind].plural),
-                )
-            except ConflictError:
-                current = None
-            except NotFoundError:
-                return None
-        raise ConflictError(f"status of {kind} {namespace}/{name} keeps changing; retry")
+            written = await self.kube.request(
+                "PUT",
+                ARKS[kind].path(namespace, name, "status"),
+                body=body,
+                where=f"the status of {kind} {namespace}/{name}",
+                grant=_GRANT_STATUS.replace("<kind>", ARKS[kind].plural),
+            )
+            return self._wrote(written)
+
+        return await update_status_loop(
+            read, write, mutate, attempts=_ATTEMPTS, what=f"{kind} {namespace}/{name}"
+        )
 
     async def set_finalizers(
         self, kind: str, namespace: str, name: str, finalizers: Iterable[str]
     ) -> Obj | None:
         wanted = list(dict.fromkeys(finalizers))
-        current = self.cached(kind, namespace, name)
+        current = self._latest(kind, namespace, name)
         for _ in range(_ATTEMPTS):
             if current is None:
                 current = await self.get(kind, namespace, name)
@@ -205,7 +231,7 @@ class CustomObjects:
                 }
             }
             try:
-                return await self.kube.request(
+                patched = await self.kube.request(
                     "PATCH",
                     ARKS[kind].path(namespace, name),
                     body=patch,
@@ -213,6 +239,7 @@ class CustomObjects:
                     where=f"the finalizers of {kind} {namespace}/{name}",
                     grant=f"patch on {ARKS[kind].plural} of arks.ai",
                 )
+                return self._wrote(patched)
             except ConflictError:
                 current = None
             except NotFoundError:

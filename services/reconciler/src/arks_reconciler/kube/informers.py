@@ -10,6 +10,10 @@ A kind whose CRD is not installed answers 404: the informer is then `available =
 (and `synced`, with an empty cache), and looks again every `missing_retry` seconds, so a
 driver installed later is picked up without a restart.
 
+Two indexes keep lookups off the whole cache: by controller ownerReference (its uid, or
+its kind, namespace and name) and, when `index_label` is given, by namespace and the
+value of that label.
+
 Every change reaches `on_event(type, obj)` (`ADDED`, `MODIFIED`, `DELETED`; a relist
 reports what changed since the last view the same way), and a completed list reaches
 `on_list(objects)`. Callbacks run in the informer's task and must not block.
@@ -41,11 +45,28 @@ def key_of(obj: Obj) -> Key:
     return (str(meta.get("namespace") or ""), str(meta.get("name")))
 
 
-def _controller_uid(obj: Obj) -> str | None:
+def _controller(obj: Obj) -> Obj | None:
     for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
         if ref.get("controller"):
-            return str(ref.get("uid"))
+            return dict(ref)
     return None
+
+
+def _index_keys(obj: Obj, label: str | None) -> list[tuple[str, ...]]:
+    """The index entries of `obj`: ("uid", uid) and ("controller", kind, namespace, name)
+    of its controller, ("label", namespace, value) of `label`."""
+    meta = obj.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "")
+    keys: list[tuple[str, ...]] = []
+    ref = _controller(obj)
+    if ref is not None:
+        keys.append(("uid", str(ref.get("uid"))))
+        keys.append(("controller", str(ref.get("kind")), namespace, str(ref.get("name"))))
+    if label is not None:
+        value = (meta.get("labels") or {}).get(label)
+        if value is not None:
+            keys.append(("label", namespace, str(value)))
+    return keys
 
 
 class Informer:
@@ -56,6 +77,7 @@ class Informer:
         *,
         namespace: str | None = None,
         selector: str | None = None,
+        index_label: str | None = None,
         page_size: int = 500,
         watch_timeout: int = 300,
         retry_initial: float = 0.5,
@@ -68,6 +90,7 @@ class Informer:
         self.kind = kind
         self.namespace = namespace
         self.selector = selector
+        self.index_label = index_label
         self.page_size = page_size
         self.watch_timeout = watch_timeout
         self.retry_initial = retry_initial
@@ -76,7 +99,7 @@ class Informer:
         self.on_event = on_event
         self.on_list = on_list
         self.objects: dict[Key, Obj] = {}
-        self._owned: dict[str, set[Key]] = {}
+        self._index: dict[tuple[str, ...], set[Key]] = {}
         self.synced = asyncio.Event()
         """Set once the first list completed (or the kind turned out not to exist)."""
         self.available = True
@@ -89,14 +112,26 @@ class Informer:
     def get(self, namespace: str, name: str) -> Obj | None:
         return self.objects.get((namespace, name))
 
+    def _indexed(self, key: tuple[str, ...]) -> list[Obj]:
+        return [self.objects[k] for k in sorted(self._index.get(key, ())) if k in self.objects]
+
     def owned_by(self, uid: str) -> list[Obj]:
         """Objects whose controller ownerReference has `uid`, by name."""
-        return [self.objects[k] for k in sorted(self._owned.get(uid, ())) if k in self.objects]
+        return self._indexed(("uid", uid))
+
+    def controlled_by(self, kind: str, namespace: str, name: str) -> list[Obj]:
+        """Objects of `namespace` whose controller ownerReference is kind/name, by name."""
+        return self._indexed(("controller", kind, namespace, name))
 
     def select(self, namespace: str | None = None, **labels: str) -> list[Obj]:
-        """Objects (of `namespace`, if given) carrying every label of `labels`."""
+        """Objects (of `namespace`, if given) carrying every label of `labels`, by key."""
+        if namespace is not None and self.index_label in labels:
+            candidates = self._indexed(("label", namespace, labels[self.index_label]))
+            items = [(key_of(o), o) for o in candidates]
+        else:
+            items = sorted(self.objects.items())
         out = []
-        for (ns, _), obj in sorted(self.objects.items()):
+        for (ns, _), obj in items:
             if namespace is not None and ns != namespace:
                 continue
             have = (obj.get("metadata") or {}).get("labels") or {}
@@ -111,9 +146,8 @@ class Informer:
         if before is not None:
             self._unindex(key, before)
         self.objects[key] = obj
-        uid = _controller_uid(obj)
-        if uid:
-            self._owned.setdefault(uid, set()).add(key)
+        for entry in _index_keys(obj, self.index_label):
+            self._index.setdefault(entry, set()).add(key)
         return before
 
     def _remove(self, key: Key) -> Obj | None:
@@ -123,11 +157,12 @@ class Informer:
         return before
 
     def _unindex(self, key: Key, obj: Obj) -> None:
-        uid = _controller_uid(obj)
-        if uid and uid in self._owned:
-            self._owned[uid].discard(key)
-            if not self._owned[uid]:
-                del self._owned[uid]
+        for entry in _index_keys(obj, self.index_label):
+            keys = self._index.get(entry)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._index[entry]
 
     def _replace(self, items: Iterable[Obj]) -> None:
         fresh = {key_of(o): o for o in items}

@@ -105,6 +105,7 @@ class KubernetesPlatform:
                 kube,
                 info,
                 selector=APPLICATION_LABEL if info == kinds.POD else MANAGED_SELECTOR,
+                index_label=APPLICATION_LABEL if info == kinds.POD else None,
                 **common,  # type: ignore[arg-type]
             )
             for info in kinds.OWNED
@@ -207,8 +208,8 @@ class KubernetesPlatform:
     def _owned(self, ref: ObjectRef, infos: Iterable[KindInfo] = WORKLOAD_KINDS) -> list[Obj]:
         out = []
         for info in infos:
-            for obj in self.informers[info].objects.values():
-                if _owner_ref(obj) == ref:
+            for obj in self.informers[info].controlled_by(ref.kind, ref.namespace, ref.name):
+                if _owner_ref(obj) == ref:  # an arks.ai controller, not another group's
                     out.append(obj)
         return out
 

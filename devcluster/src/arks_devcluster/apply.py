@@ -21,7 +21,9 @@ atomic`, granular ownership inside atomic lists, version conversion of managedFi
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 from typing import Any
 
 import yaml
@@ -36,10 +38,18 @@ MEDIA = "application/apply-patch+yaml"
 
 
 def parse(raw: bytes) -> Obj:
-    try:
-        body = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ApiError(400, "BadRequest", f"the apply configuration is not YAML: {exc}") from exc
+    """The apply configuration: JSON (what clients send: a fast path) or YAML."""
+    body: Any = None
+    if raw.lstrip()[:1] == b"{":
+        with contextlib.suppress(ValueError):
+            body = json.loads(raw)
+    if body is None:
+        try:
+            body = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ApiError(
+                400, "BadRequest", f"the apply configuration is not YAML: {exc}"
+            ) from exc
     if not isinstance(body, dict):
         raise ApiError(400, "BadRequest", "the apply configuration is not an object")
     return body

@@ -6,7 +6,8 @@ raw with its `ResourceError`, so the core can report what to fix in a condition 
 of crashing or silently ignoring it.
 
 `dependents()` says which other objects must be reconciled when one changes: a model's
-applications, and the endpoints of an application's namespace.
+applications. (The endpoints of an application are enqueued by the reconciler when what
+they read of it changes: `Reconciler._note_routing`.)
 """
 
 from __future__ import annotations
@@ -119,6 +120,4 @@ class ResourceCache:
                         and typed.spec.model.name == ref.name
                     ):
                         out.add(app_ref)
-        elif ref.kind in APPLICATION_KINDS:
-            out.update(self.refs(ENDPOINT, ref.namespace))
         return out

@@ -1,12 +1,14 @@
 """The reconcile core: watch every object, converge each one, publish what routers need.
 
 Pipeline (level-triggered, style rule 13): the platform's resource watch feeds a cache;
-each change enqueues the object and the objects that read it (a model's applications,
-an application's endpoints) on a `SerialQueue`; a handler then works from the object's
-*current* spec: pure builders (`plans`, `statuses`, `publications`) say what should be,
-the platform converges workloads and reports observations, and only owned status fields
-are written. A replayed or stale event therefore converges to the same result, and a
-full pass every `resync_period` repairs anything a lost event left behind.
+each change enqueues the object and the objects that read it (a model's applications;
+the endpoints that may route to an application, only when what they read of it — its
+served name, deletion, ready backends — changed) on a `SerialQueue`; a handler then
+works from the object's *current* spec: pure builders (`plans`, `statuses`,
+`publications`) say what should be, the platform converges workloads and reports
+observations, and only owned status fields are written. A replayed or stale event
+therefore converges to the same result, and a full pass every `resync_period` repairs
+anything a lost event left behind.
 
 Handlers per kind:
 - ArksModel: finalizer; `platform.ensure_model` (download through the model cache, or
@@ -51,7 +53,7 @@ from arks_reconciler.caching import (
     ref_of,
 )
 from arks_reconciler.leading import LeadershipLost
-from arks_reconciler.platform import ModelState, Platform, WorkloadObservation
+from arks_reconciler.platform import Backend, ModelState, Platform, WorkloadObservation
 from arks_reconciler.publishing import KvMirror
 from arks_reconciler.queueing import SerialQueue
 from arks_reconciler.scraping import ScrapeTarget
@@ -94,6 +96,8 @@ class Reconciler:
         self.quotas = KvMirror(bus, subjects.QUOTAS_BUCKET)
         self.synced = asyncio.Event()
         """Set once the first full snapshot has been queued."""
+        self._routing_views: dict[ObjectRef, tuple[str, bool, tuple[Backend, ...]]] = {}
+        """What endpoints read of each application when it was last reconciled."""
         self.counts: dict[tuple[str, str], int] = {}
         """Reconciles by (kind or key, result), for the metrics."""
         self.durations: dict[str, list[float]] = {}
@@ -203,6 +207,13 @@ class Reconciler:
             await self._collect_garbage()
             return
         assert isinstance(key, ObjectRef)
+        try:
+            await self._dispatch_object(key)
+        finally:
+            if key.kind in APPLICATION_KINDS:
+                self._note_routing(key)
+
+    async def _dispatch_object(self, key: ObjectRef) -> None:
         entry = self.cache.entry(key)
         if entry is None:
             await self._gone(key)
@@ -226,7 +237,6 @@ class Reconciler:
     async def _gone(self, ref: ObjectRef) -> None:
         if ref.kind in APPLICATION_KINDS:
             await self.platform.delete_workload(ref)
-            self._endpoints_of(ref.namespace)
         elif ref.kind == MODEL:
             await self.platform.delete_model(ref)
         elif ref.kind == ENDPOINT:
@@ -320,7 +330,6 @@ class Reconciler:
     # ------------------------------------------------------------------ applications
     async def _application(self, app: resources.ArksApplication, raw: Obj) -> None:
         ref = ref_of(app)
-        self._endpoints_of(app.namespace)
         if deleting(app):
             await self.platform.delete_workload(ref)
             await self._remove_finalizer(app, plans.APPLICATION_FINALIZER)
@@ -340,7 +349,6 @@ class Reconciler:
 
     async def _disaggregated(self, app: resources.ArksDisaggregatedApplication, raw: Obj) -> None:
         ref = ref_of(app)
-        self._endpoints_of(app.namespace)
         if deleting(app):
             await self.platform.delete_workload(ref)
             await self._remove_finalizer(app, plans.APPLICATION_FINALIZER)
@@ -366,9 +374,31 @@ class Reconciler:
         )
         await self.status.write(raw, dump_status(new))
 
-    def _endpoints_of(self, namespace: str) -> None:
-        for ref in self.cache.refs(ENDPOINT, namespace):
-            self.queue.add(ref)
+    def _note_routing(self, ref: ObjectRef) -> None:
+        """Enqueue the endpoints that may route to application `ref` when what they read
+        of it (served name, deletion, ready backends; None once gone or invalid)
+        changed since its last reconcile."""
+        entry = self.cache.entry(ref)
+        typed = entry.typed if entry else None
+        view = None
+        if isinstance(typed, resources.ArksApplication | resources.ArksDisaggregatedApplication):
+            served = typed.served_model_name_or_default()
+            view = (served, deleting(typed), tuple(self.platform.backends(ref)))
+        before = self._routing_views.get(ref)
+        if view == before and (view is not None or ref not in self._routing_views):
+            return
+        if view is None:
+            self._routing_views.pop(ref, None)
+        else:
+            self._routing_views[ref] = view
+        served_names = {v[0] for v in (before, view) if v is not None}
+        for endpoint_ref in self.cache.refs(ENDPOINT, ref.namespace):
+            endpoint = self.cache.get(endpoint_ref, resources.ArksEndpoint)
+            if endpoint_ref.name in served_names or any(
+                plans.application_of_service(r.name) == ref.name
+                for r in (endpoint.spec.route_configs if endpoint else [])
+            ):
+                self.queue.add(endpoint_ref)
 
     # ------------------------------------------------------------------ endpoints
     def _applications(

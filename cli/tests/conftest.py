@@ -44,10 +44,16 @@ def arks(
     monkeypatch.setenv("ARKS_NATS__URL", nats_server.url)  # type: ignore[attr-defined]
     monkeypatch.delenv("ARKS_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
+    return in_process(capsys)
+
+
+def in_process(capsys: pytest.CaptureFixture[str], *prefix: str) -> Arks:
+    """Run `arks *prefix *argv` in a worker thread (its own event loop, as from a shell),
+    capturing what it prints."""
 
     async def run(*argv: str) -> Result:
         capsys.readouterr()
-        code = await asyncio.to_thread(main, list(argv))
+        code = await asyncio.to_thread(main, [*prefix, *argv])
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 

@@ -1,7 +1,9 @@
 """The resource commands on the Kubernetes platform, against the dev cluster's API server.
 
 The API server runs in this process (real HTTP, the arks.ai CRDs installed); the CLI
-runs as a subprocess with a kubeconfig pointing at it, as a user runs it.
+runs with a kubeconfig pointing at it: in a worker thread with its own event loop for
+the commands, and as a subprocess, as a user runs it, where the environment and the
+flags that pick the platform are the subject.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import yaml
 from arks_devcluster import serve
 from arks_devcluster.api import FakeKubeApi
 from arks_devcluster.kubeconfig import write_kubeconfig
-from cli.tests.conftest import QUICKSTART, Result
+from cli.tests.conftest import QUICKSTART, Result, in_process
 
 V1 = "arks.ai/v1"
 QUICKSTART_NAMES = [
@@ -72,14 +74,17 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+async def cluster(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Cluster]:
+    for name in [k for k in os.environ if k.startswith("ARKS_")]:
+        monkeypatch.delenv(name)
+    for name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
     async with serve() as (api, url):
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", url, "any-token")
-
-        async def arks(*argv: str) -> Result:
-            return await run_arks("--kubeconfig", str(kubeconfig), *argv, cwd=tmp_path)
-
-        yield Cluster(api, url, kubeconfig, arks)
+        yield Cluster(api, url, kubeconfig, in_process(capsys, "--kubeconfig", str(kubeconfig)))
 
 
 def _quickstart(tmp_path: Path, **changes: Any) -> Path:

@@ -6,6 +6,12 @@ scrape timeout) and publishes one `EngineLoadSnapshot` per application on
 snapshot is simply replaced by the next. An application with no ready replica still gets
 a snapshot (empty), so routers drop what they knew about it.
 
+The client is aiohttp's, not the httpx client the rest of the service uses: httpcore's
+connection pool assigns requests in time quadratic in open connections, and with one
+origin per replica that cost 1.7 ms of CPU per scrape at 100 replicas (aiohttp: 0.23 ms)
+and timed out every scrape past the pool's size at 1,000 (aiohttp: 0.38 ms, a tick in
+0.54 s) — measured on this machine, both against one local aiohttp server.
+
 Failures: a replica whose scrape fails or times out is left out of that tick's snapshot
 (it may be restarting; readiness is the supervisor's business); a publish failure is
 logged and the loop goes on. Ticks never overlap: a slow tick delays the next.
@@ -21,7 +27,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 from arks_common import events, subjects
 from arks_common.messaging import Bus
@@ -41,11 +47,18 @@ class ScrapeTarget:
 Targets = Callable[[], Sequence[ScrapeTarget]]
 
 
+def session() -> aiohttp.ClientSession:
+    """The scraper's client: a kept-alive connection per replica, no proxy from the
+    environment."""
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=1, keepalive_timeout=30)
+    return aiohttp.ClientSession(connector=connector, trust_env=False)
+
+
 class LoadScraper:
     def __init__(
         self,
         bus: Bus,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         targets: Targets,
         *,
         interval: float,
@@ -97,14 +110,16 @@ class LoadScraper:
         self.ticks += 1
 
     async def _scrape(self, base_url: str) -> load_metrics.EngineMetrics | None:
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
-            response = await self.client.get(f"{base_url}/metrics", timeout=self.timeout)
-        except httpx.HTTPError as exc:
+            async with self.client.get(f"{base_url}/metrics", timeout=timeout) as response:
+                if response.status != 200:
+                    return None
+                text = await response.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             log.debug("scrape of %s failed: %s", base_url, exc)
             return None
-        if response.status_code != 200:
-            return None
-        return load_metrics.parse_engine_metrics(response.text)
+        return load_metrics.parse_engine_metrics(text)
 
     async def _publish(self, ref: ObjectRef, loads: list[events.ReplicaLoad]) -> None:
         self._seq += 1

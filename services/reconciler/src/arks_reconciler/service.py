@@ -28,6 +28,7 @@ from arks_common import access, kubeapi
 from arks_common.messaging import Bus
 from arks_common.runtime import Service, until_set
 from arks_common.store import ResourceStore
+from arks_reconciler import scraping
 from arks_reconciler.kube.electing import LeaseElector, identity, lease_namespace
 from arks_reconciler.kube.metrics import KubeCollector
 from arks_reconciler.kube.platform import KubernetesPlatform
@@ -37,7 +38,6 @@ from arks_reconciler.local.platform import LocalPlatform
 from arks_reconciler.metrics import ReconcilerCollector
 from arks_reconciler.platform import Platform
 from arks_reconciler.reconciling import Reconciler
-from arks_reconciler.scraping import LoadScraper
 from arks_reconciler.settings import ReconcilerSettings
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ async def _mark_ready(service: Service, reconciler: Reconciler) -> None:
 
 
 async def _scrape_while_leading(
-    leadership: Leadership, scraper: LoadScraper, stop: asyncio.Event
+    leadership: Leadership, scraper: scraping.LoadScraper, stop: asyncio.Event
 ) -> None:
     if await until_set(leadership.leading, stop):
         await scraper.run(stop)
@@ -98,9 +98,10 @@ async def lifespan(service: Service) -> AsyncIterator[None]:
             service.spawn("reconcile", reconciler.run(service.stop))
             service.spawn("readiness", _mark_ready(service, reconciler))
             if settings.scrape.enabled:
-                scraper = LoadScraper(
+                scrape_client = await stack.enter_async_context(scraping.session())
+                scraper = scraping.LoadScraper(
                     bus,
-                    client,
+                    scrape_client,
                     reconciler.scrape_targets,
                     interval=settings.scrape.interval,
                     timeout=settings.scrape.timeout,

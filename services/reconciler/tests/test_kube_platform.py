@@ -103,6 +103,19 @@ async def test_an_application_runs_as_a_leader_worker_set_serves_scales_and_goes
         later = [r for r in api.requests[:] if r[0] in ("PATCH", "PUT", "POST")]
         assert [r for r in later[writes:] if "/events" not in r[1] and "/leases/" not in r[1]] == []
 
+        # An owned object deleted by hand is put back (what we applied before is no
+        # reason to think it is still there).
+        before = api.get("v1", "services", NS, "arks-application-app-qwen")
+        async with httpx.AsyncClient(timeout=10) as http:
+            await http.delete(f"{url}/api/v1/namespaces/{NS}/services/arks-application-app-qwen")
+
+        def put_back() -> dict[str, Any] | None:
+            again = api.get("v1", "services", NS, "arks-application-app-qwen")
+            uid = before["metadata"]["uid"]
+            return again if again and again["metadata"]["uid"] != uid else None
+
+        await eventually(lambda: asyncio.sleep(0, put_back()), within=30, what="the Service back")
+
         # Scale through the spec: one replica, one backend.
         app = api.get("arks.ai/v1", "arksapplications", NS, "app-qwen")
         app["spec"]["replicas"] = 1

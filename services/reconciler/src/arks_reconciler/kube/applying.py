@@ -5,7 +5,9 @@
 owner such as upstream Arks' controller set) unless the informer's copy already holds
 every field we render with the same value (`contains`): the server adds defaults and
 status, so "matches" means "our fields are there", not equality. A steady cluster is
-therefore not written on resync. `delete()` removes an object with background
+therefore not written on resync; and as the copy compared is the newer of the cache's
+and our last apply's answer (`written.LastWrites`), a reconcile that runs before the
+watch delivers our own apply does not apply it again. `delete()` removes an object with background
 propagation (its children go through garbage collection) and ignores one already gone.
 """
 
@@ -19,6 +21,7 @@ from arks_common.kubeapi import APPLY_PATCH, KubeApi
 from arks_common.store import NotFoundError
 from arks_reconciler.kube.kinds import KindInfo, kind_of
 from arks_reconciler.kube.objects import FIELD_MANAGER, Obj
+from arks_reconciler.kube.written import LastWrites, key_of
 
 Lookup = Callable[[KindInfo, str, str], Obj | None]
 
@@ -46,10 +49,12 @@ class Applier:
         """The informer's copy of an object (kind, namespace, name), None if unknown."""
         self.applied = 0
         self.skipped = 0
+        self.written = LastWrites()
 
     def current(self, obj: Obj) -> Obj | None:
         meta = obj["metadata"]
-        return self.lookup(kind_of(obj), meta.get("namespace") or "", meta["name"])
+        cached = self.lookup(kind_of(obj), meta.get("namespace") or "", meta["name"])
+        return self.written.newest(key_of(obj), cached)
 
     async def apply(self, obj: Obj) -> Obj:
         """The object as stored after applying `obj` (or the cached copy if it matched)."""
@@ -69,10 +74,12 @@ class Applier:
             grant=f"get/list/watch/create/patch/delete on {info.plural} ({info.group or 'core'})",
         )
         self.applied += 1
-        return answer
+        answer.setdefault("kind", info.kind)
+        return self.written.remember(answer)
 
     async def delete(self, info: KindInfo, namespace: str, name: str) -> bool:
         """Delete (background propagation); False when it was gone already."""
+        self.written.forget((info.kind, namespace, name))
         with contextlib.suppress(NotFoundError):
             await self.kube.request(
                 "DELETE",

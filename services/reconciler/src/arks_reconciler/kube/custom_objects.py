@@ -40,6 +40,7 @@ from arks_common.store import (
 )
 from arks_reconciler.kube.informers import Informer
 from arks_reconciler.kube.kinds import ARKS
+from arks_reconciler.kube.written import LastWrites
 
 _ATTEMPTS = 10
 _GRANT_STATUS = "get/update on <kind>/status of arks.ai"
@@ -48,13 +49,6 @@ _GRANT_STATUS = "get/update on <kind>/status of arks.ai"
 def _ref(obj: Obj) -> ObjectRef:
     meta = obj.get("metadata") or {}
     return ObjectRef(str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta["name"]))
-
-
-def _version(obj: Obj) -> int | None:
-    """The resourceVersion as a number, None when it is not one (it is opaque to clients;
-    every API server we know counts)."""
-    version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
-    return int(version) if version.isdigit() else None
 
 
 class CustomObjects:
@@ -74,8 +68,7 @@ class CustomObjects:
         """Events to wait for before the first snapshot (other caches' first sync)."""
         self._queue: asyncio.Queue[StoreUpdate] = asyncio.Queue()
         self._listed: set[str] = set()
-        self._written: dict[ObjectRef, Obj] = {}
-        """What our last write of an object returned, until the watch delivers it."""
+        self.written = LastWrites()
         self.informers = {
             kind: Informer(
                 kube,
@@ -98,26 +91,12 @@ class CustomObjects:
 
     def _latest(self, kind: str, namespace: str, name: str) -> Obj | None:
         """The informer's copy, or our last write's answer when that is newer."""
-        cached = self.cached(kind, namespace, name)
-        written = self._written.get(ObjectRef(kind, namespace, name))
-        if cached is None or written is None:
-            return cached
-        mine, theirs = _version(written), _version(cached)
-        return written if mine is not None and theirs is not None and mine > theirs else cached
-
-    def _wrote(self, obj: Obj) -> Obj:
-        if _version(obj) is not None:
-            self._written[_ref(obj)] = obj
-        return obj
+        return self.written.newest((kind, namespace, name), self.cached(kind, namespace, name))
 
     # ------------------------------------------------------------------ watching
     def _on_event(self, _type: str, obj: Obj) -> None:
         ref = _ref(obj)
-        written = self._written.get(ref)
-        if written is not None:
-            mine, theirs = _version(written), _version(obj)
-            if _type == "DELETED" or mine is None or theirs is None or theirs >= mine:
-                del self._written[ref]  # the cache has caught up
+        self.written.seen(obj, deleted=_type == "DELETED")
         if not self.synced:
             return  # the first snapshot carries it
         self._queue.put_nowait(StoreChange(ref, None if _type == "DELETED" else obj))
@@ -205,7 +184,7 @@ class CustomObjects:
                 where=f"the status of {kind} {namespace}/{name}",
                 grant=_GRANT_STATUS.replace("<kind>", ARKS[kind].plural),
             )
-            return self._wrote(written)
+            return self.written.remember(written)
 
         return await update_status_loop(
             read, write, mutate, attempts=_ATTEMPTS, what=f"{kind} {namespace}/{name}"
@@ -239,7 +218,7 @@ class CustomObjects:
                     where=f"the finalizers of {kind} {namespace}/{name}",
                     grant=f"patch on {ARKS[kind].plural} of arks.ai",
                 )
-                return self._wrote(patched)
+                return self.written.remember(patched)
             except ConflictError:
                 current = None
             except NotFoundError:

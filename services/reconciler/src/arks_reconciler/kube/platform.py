@@ -159,6 +159,7 @@ class KubernetesPlatform:
             )
 
     def _on_owned(self, _type: str, obj: Obj) -> None:
+        self.applier.written.seen(obj, deleted=_type == "DELETED")
         if self._notify is None:
             return
         ref = _owner_ref(obj)

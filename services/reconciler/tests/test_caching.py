@@ -53,3 +53,29 @@ def test_a_snapshot_replaces_only_its_kinds() -> None:
     cache.replace(_refs(_model("other")), {"ArksQuota"})
     assert set(cache.refs("ArksModel")) == {ObjectRef("ArksModel", "default", "m")}
     assert set(cache.refs("ArksQuota")) == set()
+
+
+def test_an_older_copy_never_replaces_a_newer_one() -> None:
+    """Our status write's answer goes into the cache at once; a watch event still in
+    flight from before it must not take the cache back (the next reconcile would start
+    from the older status and write it again)."""
+    cache = ResourceCache()
+    ref = ObjectRef("ArksQuota", "default", "q")
+
+    def at(version: str, uid: str = "u1", value: int = 10) -> dict:
+        obj = _quota("q")
+        obj["metadata"].update(resourceVersion=version, uid=uid)
+        obj["spec"]["quotas"][0]["value"] = value
+        return obj
+
+    cache.put(ref, at("7", value=7))
+    cache.put(ref, at("5", value=5))  # older: ignored
+    assert cache.entry(ref).raw["spec"]["quotas"][0]["value"] == 7
+    cache.put(ref, at("8", value=8))
+    assert cache.entry(ref).raw["spec"]["quotas"][0]["value"] == 8
+    cache.put(ref, at("3", uid="u2", value=3))  # deleted and created again: a new object
+    assert cache.entry(ref).raw["spec"]["quotas"][0]["value"] == 3
+    cache.put(ref, at("x", uid="u2", value=4))  # opaque versions: the latest event wins
+    assert cache.entry(ref).raw["spec"]["quotas"][0]["value"] == 4
+    cache.put(ref, None)
+    assert cache.entry(ref) is None

@@ -46,6 +46,21 @@ def deleting(resource: resources.ArksResource[Any, Any]) -> bool:
     return resource.metadata.deletion_timestamp is not None
 
 
+def _version(raw: Obj) -> int | None:
+    value = str((raw.get("metadata") or {}).get("resourceVersion") or "")
+    return int(value) if value.isdigit() else None
+
+
+def _older(raw: Obj, than: Obj) -> bool:
+    """Whether `raw` is an older copy of the same object than `than` (same uid, smaller
+    numeric resourceVersion; opaque versions are never called older)."""
+    uid, other_uid = ((o.get("metadata") or {}).get("uid") for o in (raw, than))
+    if uid != other_uid:
+        return False
+    mine, theirs = _version(raw), _version(than)
+    return mine is not None and theirs is not None and mine < theirs
+
+
 class ResourceCache:
     def __init__(self) -> None:
         self._entries: dict[ObjectRef, Entry] = {}
@@ -71,11 +86,15 @@ class ResourceCache:
         return before | set(fresh)
 
     def put(self, ref: ObjectRef, raw: Obj | None) -> Entry | None:
-        """Store a change; returns the previous entry."""
+        """Store a change; returns the previous entry.
+
+        A copy older than the one held (a smaller resourceVersion: a watch event still in
+        flight when our own write's answer was put here) is ignored.
+        """
         previous = self._entries.get(ref)
         if raw is None:
             self._entries.pop(ref, None)
-        else:
+        elif previous is None or not _older(raw, previous.raw):
             self._entries[ref] = self._entry(raw)
         return previous
 

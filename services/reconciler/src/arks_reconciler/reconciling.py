@@ -90,7 +90,12 @@ class Reconciler:
             retry_initial=settings.retry_initial,
             retry_max=settings.retry_max,
         )
-        self.status = StatusWriter(platform.resources, bus, on_change=platform.record_event)
+        self.status = StatusWriter(
+            platform.resources,
+            bus,
+            on_change=platform.record_event,
+            on_written=self._status_written,
+        )
         self.routes = KvMirror(bus, subjects.ROUTES_BUCKET)
         self.tokens = KvMirror(bus, subjects.TOKENS_BUCKET)
         self.quotas = KvMirror(bus, subjects.QUOTAS_BUCKET)
@@ -127,6 +132,10 @@ class Reconciler:
             tg.create_task(self.platform.run(self.notify, stop), name="reconciler:platform")
             tg.create_task(self._watch(stop), name="reconciler:watch")
             tg.create_task(self._resync(stop), name="reconciler:resync")
+
+    def _status_written(self, obj: Obj) -> None:
+        """Our status write's answer: newer than the cache until the watch brings it."""
+        self.cache.put(ObjectRef.of(obj), obj)
 
     def notify(self, ref: ObjectRef) -> None:
         """The platform saw a change of `ref`'s workload."""

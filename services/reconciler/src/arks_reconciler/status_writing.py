@@ -81,16 +81,26 @@ def _headline(status: Mapping[str, Any]) -> tuple[str, str, bool]:
 
 EventHook = Callable[[Obj, str, str, str], None]
 """(object, "Normal" | "Warning", reason, message): a platform's own events."""
+WrittenHook = Callable[[Obj], None]
+"""The object as a status write stored it."""
 
 
 class StatusWriter:
     def __init__(
-        self, access: ResourceAccess, bus: Bus, *, on_change: EventHook | None = None
+        self,
+        access: ResourceAccess,
+        bus: Bus,
+        *,
+        on_change: EventHook | None = None,
+        on_written: WrittenHook | None = None,
     ) -> None:
         self.access = access
         self.bus = bus
         self.on_change = on_change
         """Also told of every headline change (Kubernetes Events on that platform)."""
+        self.on_written = on_written
+        """Told of every object written (the reconciler's cache takes it before the
+        watch brings it, so the next reconcile does not start from an older status)."""
         self.events_published = 0
 
     async def write(
@@ -120,6 +130,8 @@ class StatusWriter:
         written = await self.access.update_status(kind, namespace, meta["name"], mutate)
         if written is None or not seen or seen[-1] == wanted:
             return None
+        if self.on_written is not None:
+            self.on_written(written)
         if _signature(seen[-1]) != _signature(wanted):
             await self._announce(written, wanted)
         return written

@@ -1,15 +1,17 @@
 """The reconciler's Kubernetes platform at scale (issue 13): 1,000 sim applications of one
 model behind 10 endpoints reach Running, with their routes in KV, on the dev cluster.
 
-Recipe, all in this process's event loop (the dev cluster's in-process form, as the
-platform's tests use it), beside one nats-server:
+Recipe, beside one nats-server:
 
-- the dev cluster: its API server (`serve(FakeKubeApi(crds=cluster_crds()))`), the
+- the dev cluster in this process's event loop (its in-process form, as the platform's
+  tests use it): its API server (`serve(FakeKubeApi(crds=cluster_crds()))`), the
   workload controllers and the kubelet, with `arks/engine-sim` *simulated* (an image rule
   `simulate: true`: the container is Running and Ready at once, with a pod IP, and no
   process), one node with room for every pod;
-- the reconciler (`ARKS_PLATFORM=kubernetes`, `--workers` queue workers, driver
-  `--driver`, default `lws`) against the server's URL, over HTTP like any client;
+- the reconciler as its own process (`arks-reconciler`, `ARKS_PLATFORM=kubernetes`,
+  `--workers` queue workers, driver `--driver`, default `lws`), as in a cluster where it
+  never shares an event loop with the API server, against the server's URL over HTTP;
+  it exits 75 if it loses its Lease (`--lease-deadline`), which fails the run;
 - once it leads, the bench creates (in-process, not over HTTP) 1 ArksModel (storage.pvc,
   no source: Ready at once), `--endpoints` ArksEndpoints `model-<i>` and `--apps`
   ArksApplications (runtime sim, 1 replica, servedModelName `model-<i mod endpoints>`);
@@ -54,24 +56,13 @@ import aiohttp
 from arks_common import events, messaging, subjects
 from arks_common.embedded import NatsServer
 from arks_common.settings import (
-    HealthSettings,
-    KubernetesSettings,
     NatsSettings,
-    ShutdownSettings,
-    TelemetrySettings,
 )
 from arks_devcluster import FakeKubeApi, serve
 from arks_devcluster.cluster import cluster_crds, running_workloads
 from arks_devcluster.kubelet import ClusterConfig, ImageRule, NodeConfig, default_config
-from arks_reconciler.settings import (
-    KubernetesPlatformSettings,
-    LeaseSettings,
-    LocalSettings,
-    QueueSettings,
-    ReconcilerSettings,
-)
-from arks_reconciler.testing import InProcessReconciler
-from bench.common import BenchContext
+from arks_reconciler.testing import ReconcilerProcess
+from bench.common import BenchContext, free_port
 
 NS = "default"
 MODEL = "qwen-7b"
@@ -237,32 +228,37 @@ async def _cluster(workdir: Path, pods: int) -> AsyncIterator[tuple[FakeKubeApi,
         yield api, url
 
 
-def reconciler_settings(nats_url: str, api_url: str, opts: Options, data: Path) -> Any:
+def reconciler_process(nats_url: str, api_url: str, opts: Options, workdir: Path) -> Any:
+    """`arks-reconciler` as its own process (as it runs in a cluster: it never shares an
+    event loop with the API server), with a known health port for /metrics."""
     deadline = opts.lease_deadline
-    lease = LeaseSettings(
-        namespace=NS, duration=deadline * 1.5, renew_deadline=deadline, retry_period=2
-    )
-    kube = KubernetesPlatformSettings(
-        **{
-            **KubernetesSettings().model_dump(),
-            "api_url": api_url,
-            "request_timeout": 60.0,
-            "driver": opts.driver,
-            "lease": lease,
+    proc = ReconcilerProcess(nats_url, workdir / "local", workdir / "reconciler.log")
+    proc.env.update(
+        {
+            "ARKS_PLATFORM": "kubernetes",
+            "ARKS_KUBERNETES__API_URL": api_url,
+            "ARKS_KUBERNETES__REQUEST_TIMEOUT": "60",
+            "ARKS_KUBERNETES__DRIVER": opts.driver,
+            "ARKS_KUBERNETES__LEASE__NAMESPACE": NS,
+            "ARKS_KUBERNETES__LEASE__DURATION": str(deadline * 1.5),
+            "ARKS_KUBERNETES__LEASE__RENEW_DEADLINE": str(deadline),
+            "ARKS_KUBERNETES__LEASE__RETRY_PERIOD": "2",
+            "ARKS_HEALTH__HOST": "127.0.0.1",
+            "ARKS_HEALTH__PORT": str(free_port()),
+            "ARKS_SHUTDOWN__DRAIN_TIMEOUT": "8",
+            "ARKS_TELEMETRY__LOG_LEVEL": "WARNING",
+            "ARKS_QUEUE__WORKERS": str(opts.workers),
+            "ARKS_QUEUE__RESYNC_PERIOD": str(opts.resync),
+            "ARKS_QUEUE__RETRY_INITIAL": "0.1",
+            "ARKS_QUEUE__RETRY_MAX": "2",
+            "ARKS_SCRAPE__INTERVAL": "1",
         }
     )
-    return ReconcilerSettings(
-        nats=NatsSettings(url=nats_url, connect_deadline=10),
-        health=HealthSettings(port=0),
-        shutdown=ShutdownSettings(drain_timeout=8),
-        telemetry=TelemetrySettings(log_json=False, log_level="WARNING"),
-        queue=QueueSettings(
-            workers=opts.workers, resync_period=opts.resync, retry_initial=0.1, retry_max=2.0
-        ),
-        local=LocalSettings(data_dir=data),
-        platform="kubernetes",
-        kubernetes=kube,
-    )
+    return proc
+
+
+def health_url(proc: Any) -> str:
+    return f"http://127.0.0.1:{proc.env['ARKS_HEALTH__PORT']}"
 
 
 async def _until(probe: Any, *, deadline: float, what: str, every: float = 0.5) -> Any:
@@ -314,10 +310,8 @@ async def measure_reconciler(ctx: BenchContext, opts: Options) -> tuple[dict[str
         _nats(ctx.workdir) as nats,
         _cluster(ctx.workdir / "cluster", opts.apps) as (api, url),
     ):
-        reconciler = InProcessReconciler(
-            reconciler_settings(nats.url, url, opts, ctx.workdir / "local")
-        )
-        await reconciler.start()
+        reconciler = reconciler_process(nats.url, url, opts, ctx.workdir)
+        reconciler.start()
         bus = await messaging.Bus.connect(NatsSettings(url=nats.url), name="bench-kube-scale")
         try:
             deadline = time.monotonic() + 60
@@ -351,11 +345,12 @@ async def measure_reconciler(ctx: BenchContext, opts: Options) -> tuple[dict[str
             last_note = [started]
 
             async def done() -> bool:
-                task = reconciler._task  # the service: it exits when it loses the Lease
-                if task is None or task.done():
+                # The service exits (75) when it loses the Lease.
+                code = reconciler.proc.poll() if reconciler.proc is not None else -1
+                if code is not None:
                     raise RuntimeError(
-                        "the reconciler stopped (leadership lost: the event loop was blocked "
-                        "longer than the Lease's renew deadline?)"
+                        f"the reconciler exited with {code} (75: it lost its Lease; see "
+                        f"{reconciler.log})"
                     )
                 apps = _items(api, "arks.ai/v1", "arksapplications")
                 running = sum(
@@ -399,7 +394,7 @@ async def measure_reconciler(ctx: BenchContext, opts: Options) -> tuple[dict[str
             result["requests"] = len(work)
             result["requests_per_app"] = round(len(work) / opts.apps, 2)
             result["requests_by_kind"] = breakdown(work)
-            result["metrics_at_done"] = await _metrics(reconciler.health_url)
+            result["metrics_at_done"] = await _metrics(health_url(reconciler))
 
             # Writes still queued when the last application turned Running (late status
             # updates) are let through first: settled = no write for half a resync period.
@@ -426,7 +421,7 @@ async def measure_reconciler(ctx: BenchContext, opts: Options) -> tuple[dict[str
             result["resync_requests_by_kind"] = breakdown(during)
             result["resync_writes"] = len(_steady_writes(during))
             result["resync_route_kv_writes"] = await _kv_last_seq(bus) - seq
-            metrics = await _metrics(reconciler.health_url)
+            metrics = await _metrics(health_url(reconciler))
             applies = "arks_reconciler_kube_applies_total"
             result["resync_applies_skipped"] = metrics.get(
                 f'{applies}{{result="skipped"}}', 0
@@ -445,12 +440,10 @@ async def measure_reconciler(ctx: BenchContext, opts: Options) -> tuple[dict[str
             return result, [copy.deepcopy(o) for o in objects]
         finally:
             await bus.close()
-            try:
-                await reconciler.stop()
-            except Exception as exc:  # it ended by itself (LeadershipLost): reported above
-                if "failure" not in result:
-                    raise
-                result["reconciler_exit"] = repr(exc)[:300]
+            process = reconciler.proc
+            if process is not None and process.poll() is not None:
+                result["reconciler_exit"] = process.returncode  # reported above
+            await asyncio.to_thread(reconciler.terminate)
 
 
 async def _kv_bucket(bus: messaging.Bus) -> Any:

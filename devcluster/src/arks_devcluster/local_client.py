@@ -53,6 +53,8 @@ class LocalClient:
         self.api = api
         self.manager = manager
         self.component = component or manager
+        self._events: dict[tuple[str, str, str, str], str] = {}
+        """(namespace, uid, reason, message) → the name of the Event recorded for it."""
 
     def rtype(self, group: str, plural: str) -> ResourceType:
         """The served type (KeyError when it is not served, e.g. a CRD not installed)."""
@@ -160,22 +162,20 @@ class LocalClient:
         meta = regarding["metadata"]
         namespace = meta.get("namespace") or "default"
         kind = "Warning" if warning else "Normal"
-        # The stored Events are searched in place (copying every Event of the namespace
-        # for each new one made recording quadratic); only the match is copied.
-        for stored in self.api.store.items(self.rtype("", "events"), namespace):
-            involved = stored.get("involvedObject", {})
-            if (
-                involved.get("uid") == meta.get("uid")
-                and stored.get("reason") == reason
-                and stored.get("message") == message
-            ):
-                existing = copy.deepcopy(stored)
-                existing["count"] = int(existing.get("count") or 1) + 1
-                existing["lastTimestamp"] = now()
-                self.update(existing)
-                return
+        # The Event recorded for the same object, reason and message counts up; an
+        # index finds it (scanning the namespace's Events for each new one made
+        # recording quadratic).
+        index = (namespace, str(meta.get("uid")), reason, message)
+        known = self._events.get(index)
+        stored = self.api.store.find(self.rtype("", "events"), namespace, known) if known else None
+        if stored is not None:
+            existing = copy.deepcopy(stored)
+            existing["count"] = int(existing.get("count") or 1) + 1
+            existing["lastTimestamp"] = now()
+            self.update(existing)
+            return
         stamp = now()
-        self.create(
+        created = self.create(
             {
                 "apiVersion": "v1",
                 "kind": "Event",
@@ -206,6 +206,7 @@ class LocalClient:
                 "reportingComponent": self.component,
             }
         )
+        self._events[index] = created["metadata"]["name"]
 
     # ------------------------------------------------------------------ changes
     @contextlib.contextmanager

@@ -56,6 +56,8 @@ class Store:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._objects: dict[Key, Obj] = {}
+        self._by_type: dict[tuple[str, str], dict[Key, Obj]] = {}
+        """The same objects by (group, plural): a list reads its type only."""
         self.rv = 0
         self.history: deque[Event] = deque(maxlen=HISTORY)
         self.observers: list[Callable[[Event], None]] = []
@@ -64,6 +66,14 @@ class Store:
     @staticmethod
     def key(rtype: ResourceType, namespace: str, name: str) -> Key:
         return (rtype.group, rtype.plural, namespace if rtype.namespaced else "", name)
+
+    def _set(self, key: Key, obj: Obj) -> None:
+        self._objects[key] = obj
+        self._by_type.setdefault((key[0], key[1]), {})[key] = obj
+
+    def _pop(self, key: Key) -> None:
+        self._objects.pop(key, None)
+        self._by_type.get((key[0], key[1]), {}).pop(key, None)
 
     def next_rv(self) -> int:
         self.rv += 1
@@ -82,10 +92,8 @@ class Store:
         """The stored objects of a type (in one namespace, or all), by namespace and name."""
         found = [
             (key, obj)
-            for key, obj in self._objects.items()
-            if key[0] == rtype.group
-            and key[1] == rtype.plural
-            and (namespace is None or key[2] == namespace)
+            for key, obj in self._by_type.get((rtype.group, rtype.plural), {}).items()
+            if namespace is None or key[2] == namespace
         ]
         found.sort(key=lambda item: item[0])  # only this type's keys are sorted
         return [obj for _, obj in found]
@@ -166,7 +174,7 @@ class Store:
             body.pop("status", None)
         if dry_run:
             return body
-        self._objects[key] = body
+        self._set(key, body)
         self._record("ADDED", rtype, body)
         return body
 
@@ -222,7 +230,7 @@ class Store:
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             self._remove(rtype, updated)
             return updated
-        self._objects[self.key(rtype, namespace, name)] = updated
+        self._set(self.key(rtype, namespace, name), updated)
         self._record("MODIFIED", rtype, updated)
         return updated
 
@@ -235,7 +243,7 @@ class Store:
             updated["metadata"]["deletionTimestamp"] = now()
             updated["metadata"]["deletionGracePeriodSeconds"] = 0
             updated["metadata"]["resourceVersion"] = str(self.next_rv())
-            self._objects[self.key(rtype, namespace, name)] = updated
+            self._set(self.key(rtype, namespace, name), updated)
             self._record("MODIFIED", rtype, updated)
             return updated
         removed = copy.deepcopy(current)
@@ -245,7 +253,7 @@ class Store:
 
     def _remove(self, rtype: ResourceType, obj: Obj) -> None:
         meta = obj["metadata"]
-        self._objects.pop(self.key(rtype, meta.get("namespace", ""), meta["name"]), None)
+        self._pop(self.key(rtype, meta.get("namespace", ""), meta["name"]))
         self._record("DELETED", rtype, obj)
         self._collect_garbage(meta["uid"])
 

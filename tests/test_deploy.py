@@ -416,10 +416,8 @@ def test_every_service_has_probes_on_its_health_port() -> None:
         health = int(env["ARKS_HEALTH__PORT"])
         assert env["ARKS_HEALTH__HOST"] == "0.0.0.0", name
         assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
-        # The reconciler's /readyz is ready on the leader only: a standby is Ready when
-        # alive (see base/reconciler.yaml), else rollouts and drains would never finish.
-        ready = "/livez" if name == "arks-reconciler" else "/readyz"
-        assert container["readinessProbe"]["httpGet"]["path"] == ready, name
+        # (the reconciler's /readyz is ready on a standby too: tests/.../test_kube_convergence)
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
         for probe in ("livenessProbe", "readinessProbe"):
             assert ports[container[probe]["httpGet"]["port"]] == health, name
 

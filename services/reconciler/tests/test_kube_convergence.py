@@ -196,6 +196,11 @@ async def test_only_the_leader_writes_and_the_other_takes_over(
         assert _holder(api) == "a"
         assert writes.get(id(a), 0) > 0
         assert writes.get(id(b), 0) == 0, "the standby writes nothing"
+        # Both are Ready (a rollout or a drain must not wait for the standby to lead).
+        async with httpx.AsyncClient(timeout=10) as http:
+            for running in (first, second):
+                ready = await http.get(f"{running.health_url}/readyz")
+                assert ready.status_code == 200, ready.text
 
         await first.stop()  # releases the Lease: the standby takes over at once
         await eventually(lambda: asyncio.sleep(0, _holder(api) == "b"), within=20, what="b leads")

@@ -6,8 +6,9 @@ NATS KV store as API) or `kubernetes` (the cluster of `ARKS_KUBERNETES__*`; see
 
 Start-up order matters: the platform first recovers what a previous run left (the local
 platform adopts running replicas), and only then does the first reconcile run, so a
-restart never starts a duplicate replica. `/readyz` turns ready once NATS is connected
-and the first full snapshot of resources has been queued.
+restart never starts a duplicate replica. `/readyz` is ready once NATS is connected and,
+on the replica that leads, the first full snapshot of resources has been queued (a
+standby is ready while it waits for the Lease).
 
 Shutdown: SIGTERM sets `service.stop`; the queue lets running reconciles finish, the
 platform stops supervising (replicas keep running unless `local.stop_on_exit`), and the
@@ -41,6 +42,8 @@ from arks_reconciler.reconciling import Reconciler
 from arks_reconciler.settings import ReconcilerSettings
 
 log = logging.getLogger(__name__)
+STANDING_BY_OR_SYNCED = "standby-or-synced"
+"""The readiness check: a standby, or the leader after its first full snapshot."""
 
 
 async def build_platform(
@@ -65,9 +68,17 @@ async def build_platform(
     return KubernetesPlatform(kube_settings, kube, leadership=elector, recorder=EventRecorder(kube))
 
 
-async def _mark_ready(service: Service, reconciler: Reconciler) -> None:
+async def _track_readiness(service: Service, reconciler: Reconciler) -> None:
+    """`/readyz`: a standby is ready (it has nothing to list and waits for the Lease, and
+    a rollout or a drain must not wait for it to lead); the leader once its first full
+    snapshot is queued."""
+    leadership = reconciler.platform.leadership
+    service.health.set(STANDING_BY_OR_SYNCED, True)
+    if not await until_set(leadership.leading, service.stop):
+        return
+    service.health.set(STANDING_BY_OR_SYNCED, reconciler.synced.is_set())
     if await until_set(reconciler.synced, service.stop):
-        service.health.set("synced", True)
+        service.health.set(STANDING_BY_OR_SYNCED, True)
 
 
 async def _scrape_while_leading(
@@ -80,7 +91,7 @@ async def _scrape_while_leading(
 @contextlib.asynccontextmanager
 async def lifespan(service: Service) -> AsyncIterator[None]:
     settings = cast(ReconcilerSettings, service.settings)
-    service.health.require("nats", "synced")
+    service.health.require("nats", STANDING_BY_OR_SYNCED)
     bus = await Bus.connect(settings.nats, name=service.name)
     try:
         await bus.ensure_own_topology(access.RECONCILER)
@@ -96,7 +107,7 @@ async def lifespan(service: Service) -> AsyncIterator[None]:
             if isinstance(platform, KubernetesPlatform):
                 service.registry.register(KubeCollector(platform))
             service.spawn("reconcile", reconciler.run(service.stop))
-            service.spawn("readiness", _mark_ready(service, reconciler))
+            service.spawn("readiness", _track_readiness(service, reconciler))
             if settings.scrape.enabled:
                 scrape_client = await stack.enter_async_context(scraping.session())
                 scraper = scraping.LoadScraper(

@@ -15,8 +15,6 @@ import asyncio
 import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import pytest
 import yaml
 
 from arks_devcluster.testing import Kubectl
+from cli.tests.conftest import Result, arks_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,24 +39,17 @@ SIM_IMAGE = _image_named_in_deploy("arks/engine-sim")
 SIM_PORT = 8080  # the engine-sim image's (ARKS_SIM_PORT in its Dockerfile)
 
 
-def _arks(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "arks_cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+def _arks(*args: str, cwd: Path) -> Result:
+    return arks_process(*args, cwd=cwd, timeout=120, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 @pytest.fixture
 async def dev_cluster(tmp_path: Path) -> AsyncIterator[tuple[Path, Kubectl]]:
     root = tmp_path / ".arks"
     started = await asyncio.to_thread(_arks, "cluster", "up", "--port", "0", cwd=tmp_path)
-    assert started.returncode == 0, started.stderr + started.stdout
+    assert started.code == 0, started.err + started.out
     assert (root / "kubeconfig").is_file()
-    assert f"export KUBECONFIG={root / 'kubeconfig'}" in started.stdout
+    assert f"export KUBECONFIG={root / 'kubeconfig'}" in started.out
     try:
         yield root, Kubectl(root / "kubeconfig")
     finally:
@@ -90,8 +82,8 @@ async def test_kubectl_create_deployment_runs_engine_sim_pods(dev_cluster, tmp_p
         for n in nodes
     )
     status = await asyncio.to_thread(_arks, "cluster", "status", cwd=tmp_path)
-    assert status.returncode == 0
-    assert "runs at" in status.stdout
+    assert status.code == 0
+    assert "runs at" in status.out
 
     await kubectl.check("create", "deployment", "sim", f"--image={SIM_IMAGE}", "--replicas=3")
     await kubectl.check("rollout", "status", "deployment/sim", "--timeout=120s")
@@ -162,12 +154,12 @@ async def test_arks_resources_print_their_columns_and_down_stops_everything(
     record = json.loads((root / "cluster.json").read_text())
     pid = record["process"]["pid"]
     stopped = await asyncio.to_thread(_arks, "cluster", "down", cwd=tmp_path)
-    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.code == 0, stopped.err
     assert not (root / "kubeconfig").exists()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     again = await asyncio.to_thread(_arks, "cluster", "down", cwd=tmp_path)
-    assert again.returncode != 0
-    assert "no dev cluster" in again.stderr
+    assert again.code != 0
+    assert "no dev cluster" in again.err
 
 
 def _spec_samples(shared: Path) -> list[str]:

@@ -8,9 +8,6 @@ used; `kubectl scale` (the scale subresource) changes the Ready pods and what is
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,33 +17,22 @@ import pytest
 
 from arks_common.embedded import free_port
 from arks_devcluster.testing import Kubectl
+from cli.tests.conftest import Result, arks_process
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart" / "kubernetes.yaml"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG" and not k.startswith("ARKS_")}
-    return {**env, "PYTHONUNBUFFERED": "1"}
-
-
-def _arks(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "arks_cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=_env(),
-    )
+def _arks(*args: str, cwd: Path) -> Result:
+    return arks_process(*args, cwd=cwd, timeout=180)
 
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[tuple[Kubectl, str]]:
     root = tmp_path / ".arks"
     started = await asyncio.to_thread(_arks, "cluster", "up", "--port", "0", cwd=tmp_path)
-    assert started.returncode == 0, started.stderr + started.stdout
+    assert started.code == 0, started.err + started.out
     router_port = free_port()
     try:
         up = await asyncio.to_thread(
@@ -63,8 +49,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[Kubectl, str]]:
             str(free_port()),
             cwd=tmp_path,
         )
-        assert up.returncode == 0, up.stderr + up.stdout
-        assert "kubectl apply" in up.stdout, up.stdout  # the hint of the kubernetes platform
+        assert up.code == 0, up.err + up.out
+        assert "kubectl apply" in up.out, up.out  # the hint of the kubernetes platform
         try:
             yield Kubectl(root / "kubeconfig"), f"http://127.0.0.1:{router_port}"
         finally:

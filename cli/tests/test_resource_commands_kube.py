@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ import yaml
 from arks_devcluster import serve
 from arks_devcluster.api import FakeKubeApi
 from arks_devcluster.kubeconfig import write_kubeconfig
-from cli.tests.conftest import QUICKSTART, Result, in_process
+from cli.tests.conftest import QUICKSTART, Result, arks_process, clean_env, in_process
 
 V1 = "arks.ai/v1"
 QUICKSTART_NAMES = [
@@ -37,31 +36,8 @@ QUICKSTART_NAMES = [
 Arks = Callable[..., Awaitable[Result]]
 
 
-def _env() -> dict[str, str]:
-    """The caller's environment without anything that picks a platform or a cluster."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("ARKS_") and k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 async def run_arks(*argv: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "arks_cli",
-        *argv,
-        cwd=cwd,
-        env=env or _env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 45)
-    assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode())
+    return await asyncio.to_thread(arks_process, *argv, cwd=cwd, env=env, timeout=45)
 
 
 @dataclass
@@ -391,7 +367,7 @@ async def test_namespace_defaults_to_the_kubeconfig_context(
 
 async def test_platform_from_the_environment_and_flags(cluster: Cluster, tmp_path: Path) -> None:
     assert (await cluster.arks("apply", "-f", str(QUICKSTART))).code == 0
-    env = {**_env(), "ARKS_CLI_PLATFORM": "kubernetes", "KUBECONFIG": str(cluster.kubeconfig)}
+    env = {**clean_env(), "ARKS_CLI_PLATFORM": "kubernetes", "KUBECONFIG": str(cluster.kubeconfig)}
     by_env = await run_arks("get", "am", "-o", "name", cwd=tmp_path, env=env)
     assert by_env.out == "arksmodel.arks.ai/qwen-7b\n", by_env.err
     after_command = await run_arks(

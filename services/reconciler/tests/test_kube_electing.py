@@ -18,7 +18,6 @@ from kubernetes_asyncio import client
 
 from arks_common import messaging
 from arks_common.kubeapi import KubeApi
-from arks_common.store import ResourceStore
 from arks_devcluster import FakeKubeApi, serve
 from arks_reconciler.kube.electing import (
     LeaseElector,
@@ -28,10 +27,10 @@ from arks_reconciler.kube.electing import (
     parse_time,
 )
 from arks_reconciler.leading import LeadershipLost
-from arks_reconciler.local.platform import LocalPlatform
 from arks_reconciler.reconciling import Reconciler
 from arks_reconciler.settings import LeaseSettings
 from arks_reconciler.testing import make_settings
+from services.reconciler.tests.conftest import watched_local_platform
 
 NS, NAME = "arks-system", "arks-reconciler"
 MICROTIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -364,17 +363,8 @@ async def test_the_reconciler_acts_only_while_its_elector_leads(
     )
     settings = make_settings(nats_server.url, data_dir, stop_on_exit=True)
     async with httpx.AsyncClient() as http:
-        platform = LocalPlatform(settings.local, bus, ResourceStore(bus), http)
         candidate = elector(c, "reconciler-0")
-        platform.leadership = candidate  # type: ignore[assignment]
-        watched: list[bool] = []
-        watch = platform.store.watch
-
-        def counting_watch(*args: Any, **kwargs: Any) -> Any:
-            watched.append(True)
-            return watch(*args, **kwargs)
-
-        platform.store.watch = counting_watch  # type: ignore[method-assign]
+        platform, watched = watched_local_platform(settings, bus, http, candidate)
         reconciler = Reconciler(platform, bus, settings.queue)
         stop = asyncio.Event()
         task = asyncio.create_task(reconciler.run(stop))

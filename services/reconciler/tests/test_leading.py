@@ -13,9 +13,9 @@ import pytest
 from arks_common import messaging
 from arks_common.store import ResourceStore
 from arks_reconciler.leading import LeadershipLost, SoleLeader
-from arks_reconciler.local.platform import LocalPlatform
 from arks_reconciler.reconciling import Reconciler
 from arks_reconciler.testing import make_settings
+from services.reconciler.tests.conftest import watched_local_platform
 
 QUOTA = {
     "apiVersion": "arks.ai/v1",
@@ -44,17 +44,8 @@ async def test_only_the_leader_reconciles_and_a_lost_lead_stops_it(
     settings = make_settings(nats_server.url, data_dir, stop_on_exit=True)
     await ResourceStore(bus).create(QUOTA)
     async with httpx.AsyncClient() as client:
-        platform = LocalPlatform(settings.local, bus, ResourceStore(bus), client)
         candidate = Candidate()
-        platform.leadership = candidate  # type: ignore[assignment]
-        watched: list[bool] = []
-        watch = platform.store.watch
-
-        def counting_watch(*args: Any, **kwargs: Any) -> Any:
-            watched.append(True)
-            return watch(*args, **kwargs)
-
-        platform.store.watch = counting_watch  # type: ignore[method-assign]
+        platform, watched = watched_local_platform(settings, bus, client, candidate)
         reconciler = Reconciler(platform, bus, settings.queue)
         stop = asyncio.Event()
         task = asyncio.create_task(reconciler.run(stop))

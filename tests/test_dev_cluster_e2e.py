@@ -23,8 +23,8 @@ import psutil
 import pytest
 import yaml
 
+from arks_cli.testing import Result, arks_process
 from arks_devcluster.testing import Kubectl
-from cli.tests.conftest import Result, arks_process
 
 ROOT = Path(__file__).resolve().parents[1]
 

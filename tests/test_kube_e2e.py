@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from arks_cli.testing import Result, arks_process
 from arks_common.embedded import free_port
 from arks_devcluster.testing import Kubectl
-from cli.tests.conftest import Result, arks_process
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart" / "kubernetes.yaml"

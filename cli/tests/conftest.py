@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -15,42 +13,12 @@ import pytest
 
 from arks_cli.__main__ import main
 from arks_cli.stack_state import StackState, read_state
+from arks_cli.testing import Result, arks_process, clean_env
+
+__all__ = ["Result", "arks_process", "clean_env"]
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart" / "local.yaml"
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def clean_env() -> dict[str, str]:
-    """The caller's environment without anything that picks a platform, a cluster or
-    another Arks setting."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("ARKS_") and k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")
-    }
-    return {**env, "PYTHONUNBUFFERED": "1"}
-
-
-def arks_process(
-    *argv: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
-) -> Result:
-    """`arks *argv` as a process, as a user runs it (blocking: call it in a thread)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "arks_cli", *argv],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env if env is not None else clean_env(),
-    )
-    return Result(done.returncode, done.stdout, done.stderr)
 
 
 Arks = Callable[..., Awaitable[Result]]

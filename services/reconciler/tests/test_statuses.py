@@ -58,13 +58,17 @@ def test_readiness_counts_every_replica() -> None:
 
 def test_partially_ready_application_serves() -> None:
     obs = WorkloadObservation(
-        replicas=(replica("a"), replica("b", ReplicaState.STARTING, message="starting"))
+        replicas=(
+            replica("a"),
+            replica("b", ReplicaState.STARTING, message="waiting for 1 GPU (0 of 1 free)"),
+        )
     )
     status = status_of(app_obj(replicas=2), obs)
     assert status.phase == "Running"
     ready = cond(status, "Ready")
     assert (ready.status, ready.reason) == ("True", "PartiallyReady")
-    assert "1/2" in (ready.message or "")
+    # It says why the other replica does not serve yet.
+    assert ready.message == "1/2 replicas ready; replica b: waiting for 1 GPU (0 of 1 free)"
 
 
 def test_zero_replicas_is_not_ready() -> None:

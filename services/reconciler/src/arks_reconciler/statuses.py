@@ -208,8 +208,19 @@ def workload_verdict(
             and total.replicas == total_wanted
         )
         reason = "Running" if complete else "PartiallyReady"
+        message = summary
+        if not complete:  # why the others do not serve yet (a GPU to wait for, a pull)
+            waiting = next(
+                (
+                    f"replica {r.name}: {r.message}"
+                    for r in observation.replicas
+                    if r.state is not ReplicaState.READY and r.message
+                ),
+                "",
+            )
+            message += f"; {waiting}" if waiting else ""
         return WorkloadVerdict(
-            phase.RUNNING, (precheck, loaded, Cond(APP.READY, "True", reason, summary))
+            phase.RUNNING, (precheck, loaded, Cond(APP.READY, "True", reason, message))
         )
     trouble = _replica_trouble(observation.replicas)
     if trouble is not None:

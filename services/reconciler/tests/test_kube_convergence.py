@@ -129,9 +129,9 @@ def reconciler_process(nats_url: str, tmp_path: Path, url: str) -> ReconcilerPro
 
 @pytest.mark.parametrize(
     # every write of the first creations (Lease, finalizers, PVC, statuses, Services,
-    # workloads), then a sample of the later ones (statuses, renewals)
+    # workloads), then a sample of the later ones (statuses, renewals): 20 values
     "n",
-    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 16, 20, 26],
+    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 18, 20, 23, 26, 30],
 )
 async def test_a_reconciler_killed_after_its_nth_request_leaves_one_object_of_each_kind(
     n: int, cluster, nats_server: Any, tmp_path: Path

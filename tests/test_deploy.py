@@ -286,6 +286,8 @@ RECONCILER_CLUSTER_RULES = _grants(
     *[(group, plural, "get list watch create patch delete") for group, plural in OWNED],
     # replica states and IPs; also what the sglang_router's Role grants (escalation check)
     ("", "pods", "get list watch"),
+    # upstream Arks' RoleBasedGroupSets: watched, deleted once replaced (adoption)
+    ("workloads.x-k8s.io", "rolebasedgroupsets", "get list watch delete"),
     ("", "events", "create patch"),
 )
 RECONCILER_LEASE_RULES = _grants(("coordination.k8s.io", "leases", "get create update"))
@@ -307,12 +309,14 @@ def _granted(role: dict[str, Any]) -> set[Grant]:
 
 
 def test_the_rbac_table_is_what_the_reconciler_code_touches() -> None:
-    """The table's kinds are kinds.py's: the six arks.ai kinds and every owned kind."""
+    """The table's kinds are kinds.py's: the six arks.ai kinds and every owned kind
+    (pods and upstream's RoleBasedGroupSets are watched and never applied)."""
     from arks_reconciler.kube import kinds
 
     assert {k.plural for k in kinds.ARKS.values()} == set(ARKS_PLURALS)
     owned_in_code = {(k.group, k.plural) for k in kinds.OWNED}
-    assert owned_in_code == {*OWNED, ("", "pods")}
+    watched_only = {("", "pods"), ("workloads.x-k8s.io", "rolebasedgroupsets")}
+    assert owned_in_code == {*OWNED, *watched_only}
     assert kinds.CRD not in kinds.OWNED  # CRDs are never read: no rule for them
 
 

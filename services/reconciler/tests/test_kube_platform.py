@@ -165,6 +165,94 @@ async def test_other_drivers_serve_too(
         await reconciler.stop()
 
 
+async def test_upstream_role_based_group_set_is_replaced_then_deleted(
+    cluster, nats_server: Any, data_dir: Path, bus: messaging.Bus
+) -> None:
+    """Upgrading from upstream Arks: its RoleBasedGroupSet of the application serves
+    until the workload we render is Ready, then goes, with an `Adopted` Event."""
+    api, url = cluster
+    api.create(model())
+    # Ours cannot start at first (an image no node can pull).
+    app = api.create(application(replicas=1, runtimeImage="registry.invalid/none:1"))
+    upstream = {
+        "apiVersion": "workloads.x-k8s.io/v1alpha1",
+        "kind": "RoleBasedGroupSet",
+        "metadata": {
+            "name": "app-qwen",
+            "namespace": NS,
+            "labels": {"arks.ai/application": "app-qwen"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "arks.ai/v1",
+                    "kind": "ArksApplication",
+                    "name": "app-qwen",
+                    "uid": app["metadata"]["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "replicas": 1,
+            "template": {
+                "roles": [
+                    {
+                        "name": "inference",
+                        "replicas": 1,
+                        "template": {"spec": {"containers": [{"name": "main", "image": "x"}]}},
+                    }
+                ]
+            },
+        },
+    }
+    api.create(upstream)
+    rbgs = ("workloads.x-k8s.io/v1alpha1", "rolebasedgroupsets", NS, "app-qwen")
+    reconciler = await start_reconciler(nats_server.url, data_dir, url)
+    try:
+
+        async def pulling() -> bool:
+            reason = status(api, "arksapplications", "app-qwen").get("conditions") or []
+            return any("ImagePull" in (c.get("message") or "") for c in reason)
+
+        await eventually(pulling, within=60, what="our replica failing to pull")
+        await asyncio.sleep(1)  # reconciles of the failing replica go by
+        assert api.get(*rbgs) is not None, "upstream's workload serves while ours cannot"
+
+        current = api.get("arks.ai/v1", "arksapplications", NS, "app-qwen")
+        del current["spec"]["runtimeImage"]
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.put(
+                f"{url}/apis/arks.ai/v1/namespaces/{NS}/arksapplications/app-qwen", json=current
+            )
+            assert answer.status_code == 200, answer.text
+
+        async def replaced() -> bool:
+            return api.get(*rbgs) is None
+
+        await eventually(replaced, within=90, what="upstream's RoleBasedGroupSet deleted")
+        # Deleted only once ours served: a Ready replica of the rendered workload.
+        ready = [
+            p
+            for p in owned(api, "v1", "pods")
+            if (p["metadata"].get("labels") or {}).get("arks.ai/template-hash")
+            and any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (p.get("status") or {}).get("conditions") or []
+            )
+        ]
+        assert ready, "our replica is Ready"
+        assert api.get("leaderworkerset.x-k8s.io/v1", "leaderworkersets", NS, "app-qwen")
+
+        def adopted() -> list[dict[str, Any]]:
+            return [e for e in owned(api, "v1", "events") if e.get("reason") == "Adopted"]
+
+        (event,) = await eventually(lambda: asyncio.sleep(0, adopted()), what="an Adopted Event")
+        assert "RoleBasedGroupSet app-qwen" in event["message"]
+        assert event["involvedObject"]["name"] == "app-qwen"
+    finally:
+        await reconciler.stop()
+
+
 async def test_a_driver_whose_crd_is_missing_is_a_precheck_failure(
     nats_server: Any, data_dir: Path
 ) -> None:

@@ -49,6 +49,8 @@ ARKS: Final = {
 DEPLOYMENT: Final = KindInfo("apps", "v1", "deployments", "Deployment")
 LWS: Final = KindInfo("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", "LeaderWorkerSet")
 RBG: Final = KindInfo("workloads.x-k8s.io", "v1alpha1", "rolebasedgroups", "RoleBasedGroup")
+RBGS: Final = KindInfo("workloads.x-k8s.io", "v1alpha1", "rolebasedgroupsets", "RoleBasedGroupSet")
+"""Upstream Arks' workload (never written by us: watched to be replaced, then deleted)."""
 SERVICE: Final = KindInfo("", "v1", "services", "Service")
 POD: Final = KindInfo("", "v1", "pods", "Pod")
 PVC: Final = KindInfo("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
@@ -68,6 +70,7 @@ OWNED: Final = (
     DEPLOYMENT,
     LWS,
     RBG,
+    RBGS,
     SERVICE,
     POD,
     PVC,
@@ -79,10 +82,13 @@ OWNED: Final = (
     REFERENCE_GRANT,
 )
 DRIVERS: Final = {"lws": LWS, "rbg": RBG, "deployment": DEPLOYMENT}
-OPTIONAL: Final = frozenset({LWS, RBG, HTTP_ROUTE, REFERENCE_GRANT})
+OPTIONAL: Final = frozenset({LWS, RBG, RBGS, HTTP_ROUTE, REFERENCE_GRANT})
 """Kinds of CRDs a cluster may lack (their informers wait for the CRD)."""
 
 BY_API: Final = {(k.api_version, k.kind): k for k in (*ARKS.values(), *OWNED)}
+LABELLED_BY_APPLICATION: Final = frozenset({POD, RBGS})
+"""Kinds watched by their `arks.ai/application` label (upstream's objects and ours
+alike), not by our managed-by label."""
 
 
 def kind_of(obj: dict[str, object]) -> KindInfo:

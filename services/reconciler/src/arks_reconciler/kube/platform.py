@@ -37,6 +37,7 @@ from arks_reconciler.kube.objects import (
     ARKS_API_VERSION,
     MANAGED_SELECTOR,
     PD_ROLE_LABEL,
+    TEMPLATE_HASH,
     Obj,
     controller_of,
 )
@@ -48,6 +49,7 @@ from arks_reconciler.platform import (
     ModelObservation,
     Notify,
     Problem,
+    ReplicaState,
     WorkloadObservation,
     argument_problems,
 )
@@ -60,6 +62,7 @@ APP_KINDS = ("ArksApplication", "ArksDisaggregatedApplication")
 WORKLOAD_KINDS = (
     kinds.LWS,
     kinds.RBG,
+    kinds.RBGS,
     kinds.DEPLOYMENT,
     kinds.SERVICE,
     kinds.SERVICE_ACCOUNT,
@@ -104,7 +107,9 @@ class KubernetesPlatform:
             info: Informer(
                 kube,
                 info,
-                selector=APPLICATION_LABEL if info == kinds.POD else MANAGED_SELECTOR,
+                selector=(
+                    APPLICATION_LABEL if info in kinds.LABELLED_BY_APPLICATION else MANAGED_SELECTOR
+                ),
                 index_label=APPLICATION_LABEL if info == kinds.POD else None,
                 **common,  # type: ignore[arg-type]
             )
@@ -244,17 +249,44 @@ class KubernetesPlatform:
             await self.applier.apply(obj)
         keep = {(o["kind"], o["metadata"]["name"]) for o in wanted}
         for obj in self._owned(ref):
-            if (obj["kind"], obj["metadata"]["name"]) not in keep:
-                log.info(
-                    "deleting %s %s: no longer part of %s",
-                    obj["kind"],
-                    obj["metadata"]["name"],
-                    ref,
-                )
-                await self.applier.delete(
-                    kinds.kind_of(obj), ref.namespace, obj["metadata"]["name"]
-                )
+            name = obj["metadata"]["name"]
+            if (obj["kind"], name) in keep:
+                continue
+            if obj["kind"] == kinds.RBGS.kind:
+                await self._replace_upstream(plan, obj)
+                continue
+            log.info("deleting %s %s: no longer part of %s", obj["kind"], name, ref)
+            await self.applier.delete(kinds.kind_of(obj), ref.namespace, name)
         return self._observe(ref)
+
+    async def _replace_upstream(self, plan: plans.WorkloadPlan, rbgs: Obj) -> None:
+        """Upstream Arks' RoleBasedGroupSet of the application keeps serving (its pods
+        carry our labels: they are observed and routed) until the workload we render has
+        every replica Ready; then it is deleted, and an Event says so."""
+        ref = plan.ref
+        ours = [
+            p for p in self._pods(ref) if TEMPLATE_HASH in ((p["metadata"].get("labels")) or {})
+        ]
+        ready = sum(
+            1
+            for r in observing.replicas(ours, self._hashes.get(ref, {}))
+            if r.role == plan.entry_role and r.state is ReplicaState.READY and r.updated
+        )
+        wanted = sum(r.replicas for r in plan.roles if r.role == plan.entry_role)
+        if ready < max(wanted, 1):
+            return
+        name = rbgs["metadata"]["name"]
+        log.info("deleting upstream's RoleBasedGroupSet %s of %s: ours serves", name, ref)
+        await self.applier.delete(kinds.RBGS, ref.namespace, name)
+        app = self.custom_objects.cached(ref.kind, ref.namespace, ref.name)
+        if app is not None:
+            self.record_event(
+                app,
+                "Normal",
+                "Adopted",
+                f"{ready} replica(s) of the rendered workload are Ready: deleted upstream "
+                f"Arks' RoleBasedGroupSet {name}",
+            )
 
     def _pods(self, ref: ObjectRef) -> list[Obj]:
         pods = self.informers[kinds.POD].select(ref.namespace, **{APPLICATION_LABEL: ref.name})

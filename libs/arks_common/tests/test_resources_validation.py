@@ -314,8 +314,8 @@ INVALID: list[tuple[str, dict[str, Any], str, bool]] = [
     (
         "unknown strategy",
         endpoint(strategy="random"),
-        "spec.strategy: Input should be 'weighted', 'leastLoad', 'prefixAffinity' or "
-        "'sessionAffinity'",
+        "spec.strategy: Input should be 'auto', 'weighted', 'leastLoad', 'prefixAffinity' "
+        "or 'sessionAffinity'",
         True,
     ),
     (
@@ -428,3 +428,11 @@ def test_money_round_trips_exactly(value: Decimal) -> None:
     dumped = price.model_dump(mode="json", by_alias=True)
     assert dumped["prompt"] == text
     assert Price.model_validate(dumped).prompt == value
+
+
+def test_an_endpoint_may_name_the_router_default_auto() -> None:
+    """`strategy: auto` is what docs/router.md calls the default: it may be written."""
+    parsed = parse_resource(endpoint(strategy="auto"))
+    assert parsed.spec.strategy == "auto"  # type: ignore[union-attr]
+    schema = openapi_schema("ArksEndpoint")
+    jsonschema.validate(endpoint(strategy="auto"), schema)

@@ -321,7 +321,10 @@ class State:
             endpoint=endpoint,
             backends=[
                 RouteBackend(
-                    name=f"{endpoint}-{i}", url=url, weight=(weights or [1] * len(urls))[i]
+                    name=f"{endpoint}-{i}",
+                    url=url,
+                    weight=(weights or [1] * len(urls))[i],
+                    replica=f"{endpoint}-{i}-replica",
                 )
                 for i, url in enumerate(urls)
             ],

@@ -60,6 +60,15 @@ async def test_chat_and_completions_unary_and_streaming(gateway, usage):
     assert [e.stream for e in events] == [False, False, True, True]
     assert all(e.token_name == "tok" and e.namespace == "default" for e in events)
     assert all(e.prompt_tokens > 0 and e.backend == "m-0" for e in events)
+    # Routing can be seen from the router: the replica that served is named.
+    assert all(e.replica == "m-0-replica" for e in events)
+    async with httpx.AsyncClient(base_url=gateway.admin, timeout=30) as http:
+        metrics = (await http.get("/metrics")).text
+    served = (
+        'arks_router_replica_requests_total{backend="m-0",endpoint="m",namespace="default",'
+        'replica="m-0-replica"} 4.0'
+    )
+    assert served in metrics
 
 
 async def test_every_response_has_a_request_id_matching_the_usage_event(gateway, usage):

@@ -100,6 +100,9 @@ class UsageRecorded(Event):
     token_name: str = Field(description="ArksToken name (never the secret).")
     endpoint: str = Field(description="ArksEndpoint name: the model the client asked for.")
     backend: str = Field("", description="The backend that served it, '' if none did.")
+    replica: str = Field(
+        "", description="The backend's replica that served it (pod or process), '' if unknown."
+    )
     model: str = Field("", description="Model name the engine reported.")
     quota: str | None = Field(None, description="ArksQuota charged, if the grant has one.")
     quota_period: str | None = Field(None, description="Period id the reservation was made in.")

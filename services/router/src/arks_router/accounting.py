@@ -71,6 +71,13 @@ class Accountant:
         metrics.requests.labels(ex.namespace, ex.endpoint_name, str(ex.status)).inc()
         if ex.admission is None:
             return
+        if ex.backend is not None and ex.status:
+            metrics.replica_requests.labels(
+                ex.namespace,
+                ex.endpoint_name,
+                ex.backend.name,
+                ex.backend.replica or ex.backend.url,
+            ).inc()
         duration, ttft, prompt, completion = metrics.request_children(
             ex.namespace, ex.endpoint_name
         )
@@ -111,6 +118,7 @@ def usage_event(
         token_name=ex.token_name,
         endpoint=ex.endpoint.name,
         backend=ex.backend.name if ex.backend is not None and ex.status else "",
+        replica=ex.backend.replica if ex.backend is not None and ex.status else "",
         model=ex.model,
         quota=ex.quota,
         quota_period=ex.quota_period,

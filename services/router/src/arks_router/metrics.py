@@ -63,6 +63,13 @@ class RouterMetrics:
             ["namespace", "endpoint", "backend", "kind"],
             registry=registry,
         )
+        self.replica_requests = Counter(
+            "arks_router_replica_requests",
+            "Requests an engine answered, by backend (application) and replica (its id, or "
+            "its URL when the route table names none): how the strategy spread the traffic.",
+            ["namespace", "endpoint", "backend", "replica"],
+            registry=registry,
+        )
         self.retries = Counter(
             "arks_router_retries",
             "Requests retried on another backend before their first byte.",

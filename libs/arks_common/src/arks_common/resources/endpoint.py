@@ -23,7 +23,7 @@ from arks_common.resources.gateway import (
 )
 from arks_common.resources.meta import ArksBaseModel, ArksResource, Int32, ResourceStatus
 
-RoutingStrategy = Literal["weighted", "leastLoad", "prefixAffinity", "sessionAffinity"]
+RoutingStrategy = Literal["auto", "weighted", "leastLoad", "prefixAffinity", "sessionAffinity"]
 DEFAULT_SESSION_HEADER = "x-session-id"
 
 
@@ -55,8 +55,8 @@ class ArksEndpointSpec(ArksBaseModel):
     )
     strategy: RoutingStrategy | None = Field(
         None,
-        description="Arks extension: how the router picks a backend (weighted, leastLoad, "
-        "prefixAffinity, sessionAffinity); the router's default when omitted.",
+        description="Arks extension: how the router picks a backend (auto, weighted, "
+        "leastLoad, prefixAffinity, sessionAffinity); the router's default when omitted.",
     )
     session_header: str = Field(
         DEFAULT_SESSION_HEADER,

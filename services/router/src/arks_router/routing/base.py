@@ -52,6 +52,8 @@ class Candidate:
     """The engine's own report (fresh enough to trust), or None."""
     group: str = ""
     """The application the backend is a replica of; '' for a backend of its own."""
+    replica: str = ""
+    """The replica's id (its pod or process name) when the route table names it; else ''."""
 
     @property
     def group_key(self) -> str:

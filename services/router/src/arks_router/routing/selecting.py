@@ -102,6 +102,7 @@ class Fleet:
                 in_flight=self._in_flight.get(url, 0),
                 load=load,
                 group=backend.application or "",
+                replica=backend.replica or "",
             )
             every.append(candidate)
             if not self.outliers.ejected(url) and (load is None or load.ready):

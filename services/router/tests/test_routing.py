@@ -94,6 +94,17 @@ def test_prefix_affinity_sticks_to_the_backend_that_has_the_prefix_until_overloa
     spilled = fleet.rank(routes, PrefixAffinity(), prefix_blocks=other)[0]
     assert spilled.url != first.url
     assert spilled.in_flight == 0
+    # The spill does not move the group: its home stays, and once the burst is over the
+    # group's next request goes home (a moved home would be a cold prefill there).
+    homes = {c.url for c in fleet.candidates(routes)}
+    fleet.remember_prefix(other, spilled.url, homes=homes)
+    for _ in range(10):
+        fleet.release(first.url)
+    third = prefix_blocks(shared + "a third question", 16, 64)
+    assert fleet.rank(routes, PrefixAffinity(), prefix_blocks=third)[0].url == first.url
+    # A home that is gone (not among the backends any more) gives its groups away.
+    fleet.remember_prefix(other, spilled.url, homes=homes - {first.url})
+    assert fleet.rank(routes, PrefixAffinity(), prefix_blocks=other)[0].url == spilled.url
 
 
 def test_session_affinity_is_stable_and_moves_only_the_sessions_of_a_lost_backend():

@@ -425,7 +425,8 @@ class Proxy:
 
     def _remember(self, ex: Exchange) -> None:
         if ex.prefix_blocks and ex.backend is not None:
-            self._fleet.remember_prefix(ex.prefix_blocks, ex.backend.url)
+            homes = {c.url for c in ex.ranked}
+            self._fleet.remember_prefix(ex.prefix_blocks, ex.backend.url, homes=homes)
 
     def _response_headers(
         self, ex: Exchange, response: aiohttp.ClientResponse

@@ -13,6 +13,8 @@ so replicas of the router agree before they have learned anything.
 
 Bounded load: a backend above factor x (mean load + 1) is ranked after every other
 backend, least loaded first, so a hot prefix spills over instead of melting one engine.
+A spill does not move the prompt group's home (`Fleet.remember_prefix` keeps a block's
+home while it is a live backend), so the next request of the group goes home again.
 Without prompt text the strategy degrades to least load.
 
 Across applications: a prefix some replica holds (and that replica is not overloaded)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
 
 from arks_common.events import EngineLoadSnapshot, ReplicaLoad, RouteTable
@@ -78,10 +78,19 @@ class Fleet:
     def in_flight(self, url: str) -> int:
         return self._in_flight.get(url, 0)
 
-    def remember_prefix(self, blocks: Sequence[bytes], url: str) -> None:
+    def remember_prefix(
+        self, blocks: Sequence[bytes], url: str, *, homes: Collection[str] | None = None
+    ) -> None:
+        """`url` served a prompt of `blocks`. A block whose home is another backend that
+        is still one of `homes` (the backends the request could have gone to, not
+        ejected) keeps that home: a request spilled over by the bounded-load guard does
+        not move its whole prompt group to a cold replica, and the group's next request
+        goes home again once the burst is over. `homes=None`: `url` becomes the home."""
         index = self._prefix_index
         for block in blocks:
-            index[block] = url
+            home = index.get(block)
+            if home is None or homes is None or home not in homes or self.outliers.ejected(home):
+                index[block] = url
             index.move_to_end(block)
         while len(index) > self._settings.prefix_index_size:
             index.popitem(last=False)

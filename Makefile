@@ -8,6 +8,7 @@ export UV_PYTHON := $(PYTHON)
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --locked --no-sync
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 
 ##@ General
 .PHONY: help
@@ -37,7 +38,7 @@ bench: sync ## Run the benchmarks; figures go to bench/results/
 ##@ Develop
 .PHONY: test
 test: sync ## Run the whole test suite against real NATS and Valkey (needs nothing beside the clone)
-	$(RUN) pytest -m "not conformance" $(PYTEST_ARGS)
+	$(RUN) pytest -m "not conformance" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 SHARED_DIR := $(or $(ARKS_SHARED_DIR),../shared)
 

@@ -38,7 +38,7 @@ bench: sync ## Run the benchmarks; figures go to bench/results/
 ##@ Develop
 .PHONY: test
 test: sync ## Run the whole test suite against real NATS and Valkey (needs nothing beside the clone)
-	$(RUN) pytest -m "not conformance" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(RUN) pytest -m "not conformance" -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 SHARED_DIR := $(or $(ARKS_SHARED_DIR),../shared)
 

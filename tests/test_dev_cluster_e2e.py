@@ -25,6 +25,7 @@ import yaml
 
 from arks_cli.testing import Result, arks_process
 from arks_devcluster.testing import Kubectl
+from arks_reconciler.testing import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,17 +56,6 @@ async def dev_cluster(tmp_path: Path) -> AsyncIterator[tuple[Path, Kubectl]]:
     finally:
         # (a test may have stopped it already: then `down` finds nothing to stop)
         await asyncio.to_thread(_arks, "cluster", "down", cwd=tmp_path)
-
-
-async def _until(check, what: str):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + 90.0
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.3)
 
 
 def _ready(pod: dict) -> bool:
@@ -107,7 +97,9 @@ async def test_kubectl_create_deployment_runs_engine_sim_pods(dev_cluster, tmp_p
                 assert answer.json()["data"], ip
             return True
 
-        await _until(all_answer, "every pod's simulator to answer on its own IP")
+        await eventually(
+            all_answer, within=90, what="every pod's simulator to answer on its own IP"
+        )
     logs = await kubectl.check("logs", pods[0]["metadata"]["name"])
     assert logs.out.strip(), "the simulator's own output is the pod's log"
 
@@ -119,7 +111,7 @@ async def test_kubectl_create_deployment_runs_engine_sim_pods(dev_cluster, tmp_p
         left = (await kubectl.check("get", "pods", "-l", "app=sim", "-o", "json")).json()
         return len(left["items"]) == 1
 
-    await _until(one_left, "the deployment to scale down to one pod")
+    await eventually(one_left, within=90, what="the deployment to scale down to one pod")
     await kubectl.check("delete", "deployment", "sim")
 
     async def all_gone() -> bool:
@@ -135,7 +127,7 @@ async def test_kubectl_create_deployment_runs_engine_sim_pods(dev_cluster, tmp_p
                     pass
         return True
 
-    await _until(all_gone, "the pods and their processes to go")
+    await eventually(all_gone, within=90, what="the pods and their processes to go")
 
 
 async def test_arks_resources_print_their_columns_and_down_stops_everything(

@@ -18,6 +18,7 @@ import pytest
 from arks_cli.testing import Result, arks_process
 from arks_common.embedded import free_port
 from arks_devcluster.testing import Kubectl
+from arks_reconciler.testing import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart" / "kubernetes.yaml"
@@ -59,17 +60,6 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[Kubectl, str]]:
         await asyncio.to_thread(_arks, "cluster", "down", cwd=tmp_path)
 
 
-async def _until(check: Any, what: str, within: float = 120.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.5)
-
-
 async def _app(kubectl: Kubectl) -> dict[str, Any]:
     return (await kubectl.check("get", "arkapp", "app-qwen", "-o", "json")).json()
 
@@ -95,7 +85,7 @@ async def test_the_upstream_quickstart_on_the_kubernetes_platform(stack) -> None
         status = (await _app(kubectl)).get("status") or {}
         return status.get("phase") == "Running" and status.get("readyReplicas") == 1
 
-    await _until(running, "app-qwen Running")
+    await eventually(running, within=120, what="app-qwen Running")
 
     async def listed() -> bool:
         async with httpx.AsyncClient(timeout=10) as http:
@@ -104,7 +94,7 @@ async def test_the_upstream_quickstart_on_the_kubernetes_platform(stack) -> None
             )
         return answer.status_code == 200 and "qwen-7b" in answer.text
 
-    await _until(listed, "qwen-7b listed by the router")
+    await eventually(listed, within=120, what="qwen-7b listed by the router")
     answer = await _chat(router)
     assert answer.status_code == 200, answer.text
     assert answer.json()["choices"][0]["message"]["content"]
@@ -115,7 +105,7 @@ async def test_the_upstream_quickstart_on_the_kubernetes_platform(stack) -> None
         used = [q.get("used", 0) for q in (quota.get("status") or {}).get("quotaStatus") or []]
         return table.out if used and max(used) > 0 else None
 
-    table = await _until(quota_used, "the quota's usage in its status")
+    table = await eventually(quota_used, within=120, what="the quota's usage in its status")
     assert "Running" in table
 
     await kubectl.check("scale", "arkapp", "app-qwen", "--replicas=2")
@@ -142,7 +132,7 @@ async def test_the_upstream_quickstart_on_the_kubernetes_platform(stack) -> None
         ]
         return status.get("readyReplicas") == 2 and len(ready) == 2
 
-    await _until(two_ready, "two Ready replicas after kubectl scale")
+    await eventually(two_ready, within=120, what="two Ready replicas after kubectl scale")
     endpoint = (await kubectl.check("get", "aep", "qwen-7b", "-o", "json")).json()
     ready = next(c for c in endpoint["status"]["conditions"] if c["type"] == "Ready")
 
@@ -151,7 +141,7 @@ async def test_the_upstream_quickstart_on_the_kubernetes_platform(stack) -> None
         cond = next(c for c in fresh["status"]["conditions"] if c["type"] == "Ready")
         return "2 backend(s)" in cond["message"]
 
-    await _until(routed_two, "two routed backends")
+    await eventually(routed_two, within=120, what="two routed backends")
     assert ready["status"] == "True"
     answer = await _chat(router)
     assert answer.status_code == 200, answer.text
